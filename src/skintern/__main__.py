@@ -1,0 +1,3 @@
+from skintern.cli import main
+
+raise SystemExit(main())
