@@ -1,0 +1,68 @@
+"""Thin command line over the pipeline stages. Bad input exits with code 2 and one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from skintern.errors import SkinternError
+
+
+def _cmd_run(args) -> int:
+    from skintern.config import load_config
+    from skintern.run import run
+
+    path = run(load_config(args.config, args.set))
+    print(f"results: {path}\nreport:  {path.parent / 'report.md'}")
+    return 0
+
+
+def _cmd_import_teacher(args) -> int:
+    from skintern import data as D
+    from skintern.teacher import import_rationales
+
+    data_dir = D.resolve_data_dir(args.data_dir)
+    tasks = args.tasks.split(",") if args.tasks else None
+    examples = D.load_bbh(data_dir, args.split, tasks)
+    path = args.rationales or data_dir / "bbh/teacher/code-davinci-002-cot.jsonl"
+    print(import_rationales(path, examples).table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skintern", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="distill and evaluate as a config says; writes runs/<name>/results.json and report.md")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=2")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("import-teacher", help="count the teacher rationales kept (correct answer) per BBH task")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--tasks", default=None, help="comma-separated BBH tasks (default: all)")
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--rationales", default=None, help="rationale JSONL (default: the shared code-davinci-002 CoT)")
+    p.set_defaults(func=_cmd_import_teacher)
+
+    try:
+        from skintern.teacher.cli import add_commands
+    except ImportError:  # the teacher extras are optional
+        pass
+    else:
+        add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SkinternError as e:
+        print(f"skintern: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("skintern: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,167 @@
+"""Batched greedy generation, answer extraction and accuracy.
+
+Predictions are appended to `<name>.jsonl.partial` batch by batch, so a killed evaluation
+resumes where it stopped; the finished file is renamed into place."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from skintern.data import Example, extract_answer, is_correct
+from skintern.files import read_jsonl
+from skintern.prompts import STOP_STRINGS, cut_at_stop
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    stop_strings: Sequence[str] = STOP_STRINGS,
+    progress: bool = False,
+) -> list[Generation]:
+    """Greedy decoding in length-sorted batches (less padding); each row stops at EOS or a stop string."""
+    model.eval()
+    tokenizer.padding_side = "left"
+    lengths = [len(tokenizer(p).input_ids) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    results: list[Generation | None] = [None] * len(prompts)
+    bar = tqdm(total=len(prompts), desc="generate", disable=not progress, unit="q")
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
+        out = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            stop_strings=list(stop_strings),
+            tokenizer=tokenizer,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new = out[:, batch["input_ids"].shape[1] :]
+        for row, i in enumerate(idx):
+            ids = new[row].tolist()
+            n = _generated_length(ids, tokenizer)
+            text = cut_at_stop(tokenizer.decode(ids[:n], skip_special_tokens=True), stop_strings)
+            results[i] = Generation(text=text, prompt_tokens=lengths[i], generated_tokens=n)
+        bar.update(len(idx))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _generated_length(ids: list[int], tokenizer) -> int:
+    """Tokens actually generated: up to and including the first EOS, without the padding after it."""
+    eos = tokenizer.eos_token_id
+    if eos in ids:
+        return ids.index(eos) + 1
+    while ids and ids[-1] == tokenizer.pad_token_id:
+        ids = ids[:-1]
+    return len(ids)
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    n: int
+    per_task: dict[str, float]
+    prompt_tokens_per_query: float
+    generated_tokens_per_query: float
+    wall_time_per_query_s: float
+    predictions_path: Path
+
+    def summary(self) -> dict:
+        return {"accuracy": self.accuracy, "n": self.n, "per_task": self.per_task}
+
+
+def evaluate(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    prompt_fn: Callable[[Example], str],
+    predictions_path: Path,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    answer_fn: Callable[[Example, str], str] | None = None,
+) -> EvalResult:
+    """Generate for every example (resuming from a partial file), score and save per-example predictions.
+
+    `answer_fn(example, generated_text)` lets a method read its answer differently (e.g. a second pass)."""
+    predictions_path = Path(predictions_path)
+    partial = predictions_path.with_name(predictions_path.name + ".partial")
+    if predictions_path.is_file():
+        rows = read_jsonl(predictions_path)
+    else:
+        rows = read_jsonl(partial) if partial.is_file() else []
+        done = {r["id"] for r in rows}
+        todo = [ex for ex in examples if ex.id not in done]
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"eval {predictions_path.stem}", unit="q")
+        with partial.open("a", encoding="utf-8") as f:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                t0 = time.perf_counter()
+                gens = generate(model, tokenizer, [prompt_fn(ex) for ex in chunk], batch_size, max_new_tokens)
+                seconds = (time.perf_counter() - t0) / len(chunk)
+                for ex, gen in zip(chunk, gens):
+                    row = _prediction_row(ex, gen, seconds, answer_fn)
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    rows.append(row)
+                f.flush()
+                bar.update(len(chunk))
+        bar.close()
+        partial.replace(predictions_path)
+    wanted = {ex.id for ex in examples}
+    rows = [r for r in rows if r["id"] in wanted]
+    return score(rows, predictions_path)
+
+
+def _prediction_row(ex: Example, gen: Generation, seconds: float, answer_fn) -> dict:
+    text = answer_fn(ex, gen.text) if answer_fn else gen.text
+    pred = extract_answer(text, ex.kind, ex.options)
+    return {
+        "id": ex.id,
+        "dataset": ex.dataset,
+        "task": ex.task,
+        "question": ex.question,
+        "gold": ex.answer,
+        "output": text,
+        "prediction": pred,
+        "correct": is_correct(pred, ex),
+        "prompt_tokens": gen.prompt_tokens,
+        "generated_tokens": gen.generated_tokens,
+        "seconds": seconds,
+    }
+
+
+def score(rows: list[dict], predictions_path: Path) -> EvalResult:
+    by_task: dict[str, list[bool]] = defaultdict(list)
+    for r in rows:
+        by_task[r["task"]].append(bool(r["correct"]))
+    n = len(rows)
+    mean = lambda key: sum(r[key] for r in rows) / n if n else 0.0  # noqa: E731
+    return EvalResult(
+        accuracy=sum(r["correct"] for r in rows) / n if n else 0.0,
+        n=n,
+        per_task={t: sum(v) / len(v) for t, v in sorted(by_task.items())},
+        prompt_tokens_per_query=mean("prompt_tokens"),
+        generated_tokens_per_query=mean("generated_tokens"),
+        wall_time_per_query_s=mean("seconds"),
+        predictions_path=predictions_path,
+    )

@@ -1,0 +1,59 @@
+"""Prompt and target formats shared by training and inference.
+
+Every method's *inference* prompt is built here, so the claim "a SKIntern student sees only
+the question at inference" is checkable: its final-stage training prompt and its inference
+prompt both come from `cot_prompt`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+ANSWER_SENTENCE = "Therefore, the answer is {}."
+COT_TRIGGER = "A: Let's think step by step."
+STOP_STRINGS = ("\nQ:",)  # the student continues with the next question when it is done
+
+def cot_prompt(description: str, question: str) -> str:
+    """Std-CoT prompt: task description + question. Also the final SKIntern stage and every SKIntern inference."""
+    head = f"{description.strip()}\n\n" if description.strip() else ""
+    return f"{head}Q: {question.strip()}\n{COT_TRIGGER}"
+
+
+def rationale_body(rationale: str) -> str:
+    """The teacher's reasoning without its own closing 'So the answer is X.' sentence."""
+    lines = rationale.strip()
+    cut = None
+    for match in re.finditer(r"(?:So|Therefore,?) the answer is", lines, re.IGNORECASE):
+        cut = match.start()
+    return (lines[:cut] if cut is not None else lines).strip()
+
+
+def cot_target(rationale: str, answer: str) -> str:
+    """Training target: the rationale, ending in the gold answer in one fixed sentence."""
+    body = rationale_body(rationale)
+    sentence = ANSWER_SENTENCE.format(answer)
+    return f" {body} {sentence}" if body else f" {sentence}"
+
+
+def worked_example(question: str, rationale: str, answer: str) -> str:
+    """A solved example as it appears in a few-shot prompt."""
+    return f"Q: {question.strip()}\n{COT_TRIGGER}{cot_target(rationale, answer)}"
+
+
+def augmented_prompt(
+    description: str, question: str, knowledge: str | None = None, examples: Sequence[str] = ()
+) -> str:
+    """Question plus what SKIntern (or KARD) adds to the input: worked examples and knowledge.
+
+    With neither, this is exactly `cot_prompt`."""
+    head = f"{description.strip()}\n\n" if description.strip() else ""
+    shots = "".join(f"{ex.strip()}\n\n" for ex in examples)
+    know = f"Knowledge:\n{knowledge.strip()}\n\n" if knowledge and knowledge.strip() else ""
+    return f"{head}{shots}{know}Q: {question.strip()}\n{COT_TRIGGER}"
+
+
+def cut_at_stop(text: str, stops: Sequence[str] = STOP_STRINGS) -> str:
+    """Drop everything from the first stop string on (the model's next, invented question)."""
+    ends = [text.find(s) for s in stops if s in text]
+    return text[: min(ends)] if ends else text
+

