@@ -27,7 +27,7 @@ def examples(n: int = 8) -> list[SFTExample]:
 
 
 def config(**kw) -> TrainConfig:
-    base = dict(finetune="full", learning_rate=5e-3, batch_size=2, epochs=1.0, save_steps=2, logging_steps=1, warmup_ratio=0.0)
+    base = dict(finetune="full", precision="fp32", learning_rate=5e-3, batch_size=2, epochs=1.0, save_steps=2, logging_steps=1, warmup_ratio=0.0)
     base.update(kw)
     return TrainConfig(**base)
 

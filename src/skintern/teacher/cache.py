@@ -1,0 +1,59 @@
+"""Persistent response cache: every teacher answer is committed the moment it arrives, so a
+killed run loses nothing and a restarted one never pays for the same request twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY, model TEXT NOT NULL, request TEXT NOT NULL, text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"""
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def request_key(model: str, messages: list[dict], params: dict) -> str:
+    """Stable hash of everything that determines an answer (params include the sample index)."""
+    blob = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """SQLite in WAL mode, autocommit: one committed row per response."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process; WAL keeps it consistent
+        self._db.execute(_SCHEMA)
+
+    def get(self, key: str) -> Answer | None:
+        row = self._db.execute(
+            "SELECT text, prompt_tokens, completion_tokens FROM responses WHERE key = ?", (key,)
+        ).fetchone()
+        return Answer(*row) if row else None
+
+    def put(self, key: str, model: str, request: dict, answer: Answer) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, model, json.dumps(request, ensure_ascii=False), answer.text,
+             answer.prompt_tokens, answer.completion_tokens, time.time()),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,122 @@
+"""The `skintern run` main job on a tiny student, and bad input: exit code 2, one line, nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skintern.cli import main
+
+
+def write_config(tmp_path: Path, student: Path, data_dir: Path, **sections) -> Path:
+    cfg = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "runs"),
+        "data": {"data_dir": str(data_dir), "tasks": ["sports_understanding", "date_understanding"], "train_per_task": 6},
+        "student": {"model": str(student)},
+        "train": {"finetune": "full", "epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "save_steps": 2},
+        "eval": {"datasets": ["bbh"], "per_task": 3, "batch_size": 4, "max_new_tokens": 8},
+    }
+    for key, value in sections.items():
+        cfg.setdefault(key, {}).update(value) if isinstance(value, dict) else cfg.update({key: value})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_cli(args, capsys) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().err.strip()
+
+
+def test_run_writes_results_and_report_then_resumes(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = write_config(tmp_path, tiny_student_dir, shared_data)
+    assert main(["run", str(config)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [r["method"] for r in results["runs"]] == ["prompt", "std-cot"]
+    for entry in results["runs"]:
+        assert entry["student"] == str(tiny_student_dir)
+        bbh = entry["eval"]["bbh"]
+        assert bbh["n"] == 6 and 0.0 <= bbh["accuracy"] <= 1.0
+        assert set(bbh["per_task"]) == {"sports_understanding", "date_understanding"}
+        assert entry["prompt_tokens_per_query"] > 20
+        assert entry["flops_per_query"]["prefill"] > 0
+    # both evaluations saw exactly the same test items
+    ids = [[json.loads(x)["id"] for x in (run_dir / "predictions" / f"{m}-bbh.jsonl").read_text().splitlines()]
+           for m in ("prompt", "std-cot")]
+    assert sorted(ids[0]) == sorted(ids[1]) and len(ids[0]) == 6
+    assert "| std-cot |" in (run_dir / "report.md").read_text()
+    capsys.readouterr()
+
+    # a second run of the same command finds everything done: no training, same numbers
+    assert main(["run", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" not in out
+    assert json.loads((run_dir / "results.json").read_text())["runs"] == results["runs"]
+
+
+def test_missing_data_dir(tmp_path, tiny_student_dir, capsys):
+    config = write_config(tmp_path, tiny_student_dir, tmp_path / "nowhere")
+    code, err = run_cli(["run", str(config)], capsys)
+    assert code == 2 and "data dir not found" in err and "nowhere" in err and "\n" not in err
+    assert not (tmp_path / "runs" / "tiny" / "results.json").exists()
+
+
+def test_unknown_task(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": ["no_such_task"]})
+    code, err = run_cli(["run", str(config)], capsys)
+    assert code == 2 and "no_such_task" in err and "\n" not in err
+
+
+def test_empty_task_list_is_an_empty_split(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": []})
+    code, err = run_cli(["run", str(config)], capsys)
+    assert code == 2 and "\n" not in err and err
+
+
+def test_unknown_model(tmp_path, shared_data, capsys):
+    config = write_config(tmp_path, Path("not-a-model"), shared_data)
+    code, err = run_cli(["run", str(config)], capsys)
+    assert code == 2 and "unknown student 'not-a-model'" in err
+
+
+def test_malformed_teacher_line_names_file_and_line(tmp_path, tiny_student_dir, shared_data, capsys):
+    bad = tmp_path / "cot.jsonl"
+    bad.write_text('{"task": "sports_understanding", "index": 0, "rationale": "x", "target": "no"}\n{not json\n')
+    config = write_config(tmp_path, tiny_student_dir, shared_data, data={"teacher_cot": str(bad)})
+    code, err = run_cli(["run", str(config)], capsys)
+    assert code == 2 and f"{bad}:2: malformed JSON" in err
+    assert not (tmp_path / "runs" / "tiny" / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+    "section, value, expected",
+    [
+        ({"train": {"epochz": 1}}, None, "unknown key 'train.epochz'"),
+        ({"train": {"epochs": "two"}}, None, "train.epochs: expected float"),
+        ({"method": "magic"}, None, "unknown method 'magic'"),
+    ],
+)
+def test_bad_config_keys(tmp_path, tiny_student_dir, shared_data, capsys, section, value, expected):
+    config = write_config(tmp_path, tiny_student_dir, shared_data, **section)
+    code, err = run_cli(["run", str(config)], capsys)
+    assert code == 2 and expected in err and str(config) in err
+
+
+def test_malformed_yaml_names_the_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ntrain: [unclosed\n")
+    code, err = run_cli(["run", str(path)], capsys)
+    assert code == 2 and f"{path}:" in err and "malformed YAML" in err
+
+
+def test_import_teacher_reports_kept_per_task(shared_data, capsys):
+    assert main(["import-teacher", "--data-dir", str(shared_data), "--tasks", "sports_understanding,navigate"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("sports_understanding"))
+    kept, wrong, missing = map(int, line.split()[1:])
+    assert kept + wrong + missing == 150 and kept > 130 and missing == 0

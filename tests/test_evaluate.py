@@ -1,0 +1,90 @@
+"""Evaluation mechanics: stop strings, token counts, scoring, resumable predictions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from skintern.data import Example
+from skintern.evaluate import _generated_length, evaluate, generate, score
+from skintern.prompts import cot_prompt, cut_at_stop
+
+
+def ex(i: int, answer: str = "(B)", task: str = "date_understanding") -> Example:
+    return Example("bbh", task, i, f"Question number {i}?\nOptions:\n(A) x\n(B) y", answer, "choice", ("x", "y"))
+
+
+def test_cut_at_stop_drops_the_invented_next_question():
+    assert cut_at_stop(" It is y. Therefore, the answer is (B).\nQ: another") == " It is y. Therefore, the answer is (B)."
+    assert cut_at_stop("no stop here") == "no stop here"
+
+
+def test_generated_length_counts_up_to_first_eos(tiny_tokenizer):
+    eos, pad = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
+    assert _generated_length([5, 6, eos, pad, pad], tiny_tokenizer) == 3
+    assert _generated_length([5, 6, 7], tiny_tokenizer) == 3
+
+
+def test_batched_generation_equals_one_by_one(tiny_model, tiny_tokenizer):
+    prompts = [cot_prompt("", f"Question {i} {'long ' * i}?") for i in range(5)]
+    batched = generate(tiny_model, tiny_tokenizer, prompts, batch_size=5, max_new_tokens=12)
+    single = [generate(tiny_model, tiny_tokenizer, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.prompt_tokens for g in batched] == [len(tiny_tokenizer(p).input_ids) for p in prompts]
+    assert all(1 <= g.generated_tokens <= 12 for g in batched)
+
+
+def test_score_per_task_and_overall(tmp_path):
+    rows = [
+        {"task": "a", "correct": True, "prompt_tokens": 10, "generated_tokens": 4, "seconds": 1.0},
+        {"task": "a", "correct": False, "prompt_tokens": 20, "generated_tokens": 6, "seconds": 3.0},
+        {"task": "b", "correct": True, "prompt_tokens": 30, "generated_tokens": 8, "seconds": 2.0},
+    ]
+    res = score(rows, tmp_path / "p.jsonl")
+    assert res.accuracy == pytest.approx(2 / 3) and res.n == 3
+    assert res.per_task == {"a": 0.5, "b": 1.0}
+    assert res.prompt_tokens_per_query == 20 and res.generated_tokens_per_query == 6
+    assert res.wall_time_per_query_s == 2.0
+
+
+def test_evaluation_resumes_from_partial_predictions(tiny_model, tiny_tokenizer, tmp_path):
+    examples = [ex(i) for i in range(6)]
+    path = tmp_path / "pred.jsonl"
+    done = {"id": examples[0].id, "dataset": "bbh", "task": "date_understanding", "question": "", "gold": "(B)",
+            "output": "Therefore, the answer is (B).", "prediction": "(B)", "correct": True,
+            "prompt_tokens": 7, "generated_tokens": 3, "seconds": 0.1}
+    path.with_name("pred.jsonl.partial").write_text(json.dumps(done) + "\n")
+    prompted = []
+
+    def prompt_fn(e):
+        prompted.append(e.id)
+        return cot_prompt("", e.question)
+
+    res = evaluate(tiny_model, tiny_tokenizer, examples, prompt_fn, path, batch_size=4, max_new_tokens=4)
+    assert examples[0].id not in prompted and len(prompted) == 5
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["id"] for r in rows][0] == examples[0].id and len(rows) == 6
+    assert not path.with_name("pred.jsonl.partial").exists()
+    assert res.n == 6 and res.per_task["date_understanding"] == pytest.approx(res.accuracy)
+    assert res.accuracy >= 1 / 6  # the resumed row is correct
+
+
+def test_second_pass_gives_the_answer_and_its_tokens_count(tiny_model, tiny_tokenizer, tmp_path):
+    from skintern.evaluate import Generation
+    from skintern.flops import model_shape, query_flops
+
+    examples = [ex(0), ex(1, answer="(A)")]
+    second = lambda chunk, firsts: [Generation("So the answer is (B).", g.prompt_tokens + 5, 3) for g in firsts]  # noqa: E731
+    shape = model_shape(tiny_model.config)
+    res = evaluate(tiny_model, tiny_tokenizer, examples, lambda e: cot_prompt("", e.question), tmp_path / "p.jsonl",
+                   max_new_tokens=2, second_pass=second, shape=shape)
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert res.accuracy == 0.5 and [r["prediction"] for r in rows] == ["(B)", "(B)"]
+    first_prompt = len(tiny_tokenizer(cot_prompt("", examples[0].question)).input_ids)
+    first_gen = rows[0]["generated_tokens"] - 3
+    assert rows[0]["passes"] == 2 and rows[0]["prompt_tokens"] == 2 * first_prompt + 5
+    one, two = query_flops(shape, first_prompt, first_gen), query_flops(shape, first_prompt + 5, 3)
+    assert rows[0]["flops"]["prefill"] == pytest.approx(one["prefill"] + two["prefill"])
+    assert rows[0]["flops"]["generation"] == pytest.approx(one["generation"] + two["generation"])
+    assert res.flops_per_query["prefill"] == pytest.approx((rows[0]["flops"]["prefill"] + rows[1]["flops"]["prefill"]) / 2)
