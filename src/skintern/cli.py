@@ -7,14 +7,43 @@ import os
 import sys
 
 from skintern.errors import SkinternError
+from skintern.teacher.cli import add_commands as add_teacher_commands
 
 
 def _cmd_run(args) -> int:
     from skintern.config import load_config
-    from skintern.run import run
+    from skintern.run import compare_seeds, run
 
-    path = run(load_config(args.config, args.set))
+    cfg = load_config(args.config, args.set)
+    path = compare_seeds(cfg) if args.command == "compare" else run(cfg)
     print(f"results: {path}\nreport:  {path.parent / 'report.md'}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from skintern.config import load_config
+    from skintern.run import train_only
+
+    print(f"trained weights: {train_only(load_config(args.config, args.set))}")
+    return 0
+
+
+def _cmd_schedule(args) -> int:
+    from skintern.config import load_config
+    from skintern.schedule import build_schedule
+
+    print(build_schedule(load_config(args.config, args.set).schedule).table())
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from skintern.config import load_config
+    from skintern.run import evaluate_trained
+
+    entry = evaluate_trained(load_config(args.config, args.set), args.weights)
+    for name, ev in entry["eval"].items():
+        print(f"{name}: accuracy {100 * ev['accuracy']:.1f}% on {ev['n']} items")
+    print(f"prompt tokens per query: {entry['prompt_tokens_per_query']:.1f}")
     return 0
 
 
@@ -39,6 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=2")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("compare", help="train and evaluate every method of compare.methods on the same data and seeds")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("train", help="train the config's method only (works under `accelerate launch -m skintern train`)")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("schedule", help="print the SKIntern progressive schedule a config defines")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_schedule)
+
+    p = sub.add_parser("eval", help="evaluate a trained student of a run with its method's inference prompt")
+    p.add_argument("config")
+    p.add_argument("--weights", default=None, help="trained weights folder (default: the run's final training output)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_eval)
+
     p = sub.add_parser("import-teacher", help="count the teacher rationales kept (correct answer) per BBH task")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--tasks", default=None, help="comma-separated BBH tasks (default: all)")
@@ -46,12 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rationales", default=None, help="rationale JSONL (default: the shared code-davinci-002 CoT)")
     p.set_defaults(func=_cmd_import_teacher)
 
-    try:
-        from skintern.teacher.cli import add_commands
-    except ImportError:  # the teacher extras are optional
-        pass
-    else:
-        add_commands(sub)
+    add_teacher_commands(sub)
     return parser
 
 

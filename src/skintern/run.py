@@ -1,13 +1,14 @@
-"""`skintern run CONFIG`: import teacher data, evaluate the untrained student, distill, evaluate
-again on the same test items, and write `results.json` + `report.md` under `runs/<name>/`.
+"""`skintern run` and `skintern compare`: import teacher data, evaluate the untrained student,
+distill with the configured method(s), evaluate on the same test items, and write
+`results.json` + `report.md` under `runs/<name>/`.
 
 Every step leaves its output in the run folder, so re-running the same command after a kill
 skips what is finished and resumes what is not (training checkpoints, partial predictions)."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from skintern import data as D
@@ -15,43 +16,61 @@ from skintern.config import RunConfig
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalResult, evaluate
 from skintern.files import read_json, write_json
-from skintern.flops import model_shape, query_flops
-from skintern.prompts import cot_prompt, cot_target
+from skintern.flops import model_shape
+from skintern.knowledge import KnowledgeStore
+from skintern.methods import Context, Method, get_method
 from skintern.report import render_report
-from skintern.student import Student, load_student
+from skintern.student import load_student
 from skintern.teacher import import_rationales
-from skintern.train import SFTExample, finetune
+from skintern.train import load_trained_weights, with_lora
 
 
 @dataclass
 class RunData:
     data_dir: Path
-    train: list[D.Example]  # BBH train items that have a correct teacher rationale
+    train_pool: list[D.Example]  # every BBH train item of the configured tasks
+    train: list[D.Example]  # the items methods train on: a correct teacher rationale (and knowledge if required)
     rationales: dict[str, str]  # example id -> rationale
     tests: dict[str, list[D.Example]]  # dataset -> test items
     descriptions: dict[str, str]  # BBH task -> description
-    import_table: str
+    fewshot: dict[str, str]  # BBH task -> its 3-shot CoT prompt
+    knowledge: KnowledgeStore = field(default_factory=KnowledgeStore)
+    import_table: str = ""
 
     def description(self, ex: D.Example) -> str:
-        return self.descriptions.get(ex.task, "")
+        return self.descriptions.get(ex.task, "") if ex.dataset == "bbh" else ""
 
 
 def load_run_data(cfg: RunConfig) -> RunData:
     data_dir = D.resolve_data_dir(cfg.data.data_dir)
-    train = D.load_bbh(data_dir, "train", cfg.data.tasks)
+    pool = D.load_bbh(data_dir, "train", cfg.data.tasks)
     if cfg.data.train_per_task:
-        train = _cap_per_task(train, cfg.data.train_per_task)
+        pool = _cap_per_task(pool, cfg.data.train_per_task)
     cot_path = Path(cfg.data.teacher_cot) if cfg.data.teacher_cot else data_dir / "bbh/teacher/code-davinci-002-cot.jsonl"
-    imported = import_rationales(cot_path, train)
-    kept = [ex for ex in train if ex.id in imported.by_id]
-    if not kept:
-        raise SkinternError(f"{cot_path}: no correct teacher rationale for any train item of {', '.join(cfg.data.tasks)}")
+    imported = import_rationales(cot_path, pool)
+    knowledge_path = Path(cfg.data.knowledge) if cfg.data.knowledge else data_dir / "bbh/teacher/knowledge.jsonl"
+    store = KnowledgeStore.load(knowledge_path) if knowledge_path.is_file() or cfg.data.knowledge else KnowledgeStore()
+    train = [ex for ex in pool if ex.id in imported.by_id]
+    if cfg.data.require_knowledge:
+        train = [ex for ex in train if (ex.task, ex.index) in store]
+    if not train:
+        raise SkinternError(f"{cot_path}: no usable training item (correct teacher rationale) for {', '.join(cfg.data.tasks)}")
     tests = {}
     for name in cfg.eval.datasets:
         tasks = cfg.eval.tasks.get(name, cfg.data.tasks if name == "bbh" else None)
         tests[name] = D.load_benchmark(name, data_dir, tasks=tasks, limit_per_task=cfg.eval.per_task, split="test")
-    descriptions = {t: D.task_description(data_dir, t) for t in D.bbh_tasks(data_dir)}
-    return RunData(data_dir, kept, imported.by_id, tests, descriptions, imported.table())
+    bbh = D.bbh_tasks(data_dir)
+    return RunData(
+        data_dir=data_dir,
+        train_pool=pool,
+        train=train,
+        rationales=imported.by_id,
+        tests=tests,
+        descriptions={t: D.task_description(data_dir, t) for t in bbh},
+        fewshot={t: D.cot_prompt(data_dir, t) for t in bbh},
+        knowledge=store,
+        import_table=imported.table(),
+    )
 
 
 def _cap_per_task(examples: list[D.Example], cap: int) -> list[D.Example]:
@@ -64,81 +83,155 @@ def _cap_per_task(examples: list[D.Example], cap: int) -> list[D.Example]:
     return out
 
 
-def std_cot_examples(rd: RunData) -> list[SFTExample]:
-    return [
-        SFTExample(ex.id, cot_prompt(rd.description(ex), ex.question), cot_target(rd.rationales[ex.id], ex.answer))
-        for ex in rd.train
-    ]
-
-
-def evaluate_all(student: Student, rd: RunData, cfg: RunConfig, method: str, run_dir: Path) -> dict:
-    """Evaluate on every configured dataset with the question-only CoT prompt; one results.json entry."""
+def evaluate_method(method: Method, rd: RunData, cfg: RunConfig, run_dir: Path) -> dict:
+    """Evaluate with the method's own inference procedure on every dataset; one results.json entry."""
+    student = method.ctx.student
+    shape = model_shape(student.model.config)
     evals, results = {}, []
     for name, examples in rd.tests.items():
         res: EvalResult = evaluate(
             student.model,
             student.tokenizer,
             examples,
-            lambda ex: cot_prompt(rd.description(ex), ex.question),
-            run_dir / "predictions" / f"{method}-{name}.jsonl",
+            method.prompt,
+            run_dir / "predictions" / f"{method.name}-{name}.jsonl",
             batch_size=cfg.eval.batch_size,
-            max_new_tokens=cfg.eval.max_new_tokens,
+            max_new_tokens=method.max_new_tokens or cfg.eval.max_new_tokens,
+            second_pass=method.second_pass,
+            shape=shape,
         )
         evals[name] = res.summary()
         results.append(res)
-    return run_entry(method, student, evals, results)
-
-
-def run_entry(method: str, student: Student, evals: dict, results: list[EvalResult]) -> dict:
-    """One entry of results.json: accuracy per dataset plus the measured inference cost per query."""
     n = sum(r.n for r in results) or 1
-    avg = lambda attr: sum(getattr(r, attr) * r.n for r in results) / n  # noqa: E731
-    prompt_tokens, generated = avg("prompt_tokens_per_query"), avg("generated_tokens_per_query")
-    flops = query_flops(model_shape(student.model.config), prompt_tokens, generated)
+    avg = lambda f: sum(f(r) * r.n for r in results) / n  # noqa: E731
     return {
-        "method": method,
+        "method": method.name,
         "student": student.name,
         "eval": evals,
-        "prompt_tokens_per_query": prompt_tokens,
-        "generated_tokens_per_query": generated,
-        "flops_per_query": {"prefill": flops["prefill"], "generation": flops["generation"]},
-        "wall_time_per_query_s": avg("wall_time_per_query_s"),
+        "prompt_tokens_per_query": avg(lambda r: r.prompt_tokens_per_query),
+        "generated_tokens_per_query": avg(lambda r: r.generated_tokens_per_query),
+        "flops_per_query": {k: avg(lambda r: r.flops_per_query[k]) for k in ("prefill", "generation")},
+        "wall_time_per_query_s": avg(lambda r: r.wall_time_per_query_s),
     }
 
 
-def run(cfg: RunConfig) -> Path:
-    """The main job; returns the path of results.json."""
-    if cfg.method != "std-cot":
-        raise SkinternError(f"method: `skintern run` supports 'std-cot' here, got {cfg.method!r}")
+def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> dict:
+    """Load a fresh student, train it with method `name` (if it trains) and evaluate it."""
+    entry_path = run_dir / "entries" / f"{name}.json"
+    if entry_path.is_file():  # evaluations are the slow part: a finished entry is not redone
+        return read_json(entry_path)
+    student = load_student(cfg.student.model, cfg.student.dtype)
+    method = get_method(name)(Context(cfg=cfg, data=rd, student=student, run_dir=run_dir))
+    stats = method.fit()
+    entry = evaluate_method(method, rd, cfg, run_dir)
+    if stats is not None:
+        entry["train"] = stats.to_dict()
+        entry["train_time_s"] = stats.seconds
+    write_json(entry_path, entry)
+    return entry
+
+
+def train_only(cfg: RunConfig) -> Path:
+    """`skintern train`: fit the configured method and leave its weights in the run folder, no evaluation.
+
+    Under `accelerate launch` every process runs this; `Trainer` shards the batches across them."""
+    rd = load_run_data(cfg)
+    student = load_student(cfg.student.model, cfg.student.dtype)
+    method = get_method(cfg.method)(Context(cfg=cfg, data=rd, student=student, run_dir=cfg.run_dir))
+    if not method.trains:
+        raise SkinternError(f"method: {cfg.method!r} does not train")
+    method.fit()
+    return method.weights_dir / "final"
+
+
+def evaluate_trained(cfg: RunConfig, weights: str | None = None) -> dict:
+    """`skintern eval`: load the student with a run's trained weights and evaluate it the method's way.
+
+    Writes predictions under runs/<name>/eval/; a SKIntern student gets the Std-CoT (question-only) prompt."""
+    rd = load_run_data(cfg)
+    student = load_student(cfg.student.model, cfg.student.dtype)
+    method = get_method(cfg.method)(Context(cfg=cfg, data=rd, student=student, run_dir=cfg.run_dir))
+    if method.trains:
+        path = Path(weights) if weights else method.weights_dir / "final"
+        if not path.is_dir():
+            raise SkinternError(f"trained weights not found: {path} (train with `skintern run` first or pass --weights)")
+        student.model = with_lora(student.model, cfg.train)
+        load_trained_weights(student.model, path)
+    return evaluate_method(method, rd, cfg, cfg.run_dir / "eval")
+
+
+def methods_to_run(cfg: RunConfig, compare: bool) -> list[str]:
+    if compare:
+        return list(dict.fromkeys(cfg.compare.methods))
+    before = ["prompt"] if cfg.eval.before_training and cfg.method != "prompt" else []
+    return before + [cfg.method]
+
+
+def run(cfg: RunConfig, compare: bool = False) -> Path:
+    """The main job; returns the path of results.json. `compare` runs every method of `compare.methods`."""
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     rd = load_run_data(cfg)
     print(f"teacher rationales kept (correct answer only):\n{rd.import_table}", flush=True)
-    for name, examples in rd.tests.items():
-        print(f"test set {name}: {len(examples)} items", flush=True)
-    student = load_student(cfg.student.model, cfg.student.dtype)
-    runs = []
-    if cfg.eval.before_training:
-        runs.append(_cached_entry(run_dir / "entries" / "prompt.json", lambda: evaluate_all(student, rd, cfg, "prompt", run_dir)))
-    start = time.perf_counter()
-    model, stats = finetune(
-        student.model, student.tokenizer, std_cot_examples(rd), cfg.train, run_dir / "train" / cfg.method, seed=cfg.seed, desc=cfg.method
-    )
-    student.model = model
-    entry = _cached_entry(run_dir / "entries" / f"{cfg.method}.json", lambda: evaluate_all(student, rd, cfg, cfg.method, run_dir))
-    entry["train"] = stats.to_dict()
-    entry.setdefault("train_time_s", stats.seconds if stats.seconds else time.perf_counter() - start)
-    runs.append(entry)
-    results = {"name": cfg.name, "student": cfg.student.model, "seed": cfg.seed, "config": cfg.to_dict(), "runs": runs}
+    print(f"training items: {len(rd.train)}; " + ", ".join(f"{k}: {len(v)} test items" for k, v in rd.tests.items()), flush=True)
+    names = methods_to_run(cfg, compare)
+    results = {"name": cfg.name, "student": cfg.student.model, "seed": cfg.seed, "config": cfg.to_dict(), "runs": []}
+    for name in names:
+        print(f"== {name}", flush=True)
+        results["runs"].append(run_method(name, cfg, rd, run_dir))
+    if "skintern" in names:
+        from skintern.schedule import build_schedule
+
+        results["schedule"] = build_schedule(cfg.schedule).to_dict()
     path = write_json(run_dir / "results.json", results)
-    render_report(results, run_dir, title=f"skintern run: {cfg.name}")
+    render_report(results, run_dir, title=f"skintern {'compare' if compare else 'run'}: {cfg.name}")
     return path
 
 
-def _cached_entry(path: Path, compute) -> dict:
-    """Evaluations are the slow part: keep each finished entry so a resumed run does not redo it."""
-    if path.is_file():
-        return read_json(path)
-    entry = compute()
-    write_json(path, entry)
-    return entry
+def compare_seeds(cfg: RunConfig) -> Path:
+    """`skintern compare`: every method, once per seed (runs/<name>/seed-<s>/), then one combined results.json."""
+    if len(cfg.compare.seeds) == 1:
+        single = copy.deepcopy(cfg)
+        single.seed = cfg.compare.seeds[0]
+        return run(single, compare=True)
+    per_seed = []
+    for seed in cfg.compare.seeds:
+        one = copy.deepcopy(cfg)
+        one.seed, one.output_dir, one.name = seed, str(cfg.run_dir), f"seed-{seed}"
+        per_seed.append(read_json(run(one, compare=True)))
+    combined = combine_seeds(per_seed)
+    combined.update(name=cfg.name, config=cfg.to_dict())
+    path = write_json(cfg.run_dir / "results.json", combined)
+    render_report(combined, cfg.run_dir, title=f"skintern compare: {cfg.name} ({len(per_seed)} seeds)")
+    return path
+
+
+def combine_seeds(per_seed: list[dict]) -> dict:
+    """Mean over seeds of every number, with the spread (population std) of each accuracy."""
+    import statistics
+
+    out = {k: v for k, v in per_seed[0].items() if k != "runs"}
+    out["seeds"] = [r["seed"] for r in per_seed]
+    out["runs"] = []
+    for i, first in enumerate(per_seed[0]["runs"]):
+        entries = [r["runs"][i] for r in per_seed]
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        merged = dict(first)
+        merged["seeds"] = out["seeds"]
+        merged["eval"] = {}
+        merged["accuracy_std"] = {}
+        for ds, ev in first["eval"].items():
+            accs = [e["eval"][ds]["accuracy"] for e in entries]
+            merged["eval"][ds] = {
+                "accuracy": mean(accs),
+                "n": ev["n"],
+                "per_task": {t: mean([e["eval"][ds]["per_task"][t] for e in entries]) for t in ev["per_task"]},
+                "per_seed": accs,
+            }
+            merged["accuracy_std"][ds] = statistics.pstdev(accs)
+        for key in ("prompt_tokens_per_query", "generated_tokens_per_query", "wall_time_per_query_s", "train_time_s"):
+            if key in first:
+                merged[key] = mean([e[key] for e in entries])
+        merged["flops_per_query"] = {k: mean([e["flops_per_query"][k] for e in entries]) for k in ("prefill", "generation")}
+        out["runs"].append(merged)
+    return out

@@ -84,7 +84,7 @@ def build_schedule(cfg: ScheduleConfig) -> Schedule:
         stages.append(
             Stage(
                 stage=s,
-                knowledge_keep_rate=round(rate, 6) if cfg.knowledge else 0.0,
+                knowledge_keep_rate=rate if cfg.knowledge else 0.0,
                 num_examples=n if cfg.examples else 0,
                 epochs=(cfg.final_epochs or cfg.epochs_per_stage) if final else cfg.epochs_per_stage,
                 final=final,

@@ -1,0 +1,94 @@
+"""The teacher's symbolic knowledge (learning summary + supplementary knowledge) per training item.
+
+SKIntern feeds this text, compressed stage by stage, into the student's input; the store is keyed by
+(task, index) so it joins with `skintern.data.Example`s of the same benchmark files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from skintern.errors import SkinternError
+from skintern.files import read_jsonl
+
+FIELDS = ("task", "index", "summary", "knowledge")
+
+
+@dataclass(frozen=True)
+class KnowledgeRecord:
+    task: str
+    index: int
+    summary: str
+    knowledge: str
+
+    def text(self) -> str:
+        """The block the student sees; headers stay fixed so compression keeps them as anchors."""
+        return f"Learning summary:\n{self.summary}\nSupplementary knowledge:\n{self.knowledge}"
+
+
+def _nonblank_line_numbers(path: Path) -> list[int]:
+    """Line numbers of the records `read_jsonl` returns (it skips blank lines), for file:line errors."""
+    with path.open(encoding="utf-8") as f:
+        return [n for n, line in enumerate(f, 1) if line.strip()]
+
+
+def _record(row: dict, where: str) -> KnowledgeRecord:
+    """Check field types one by one so a bad file names the exact line and field."""
+    if not isinstance(row["task"], str) or not row["task"].strip():
+        raise SkinternError(f"{where}: field 'task' must be a non-empty string")
+    if isinstance(row["index"], bool) or not isinstance(row["index"], int) or row["index"] < 0:
+        raise SkinternError(f"{where}: field 'index' must be a non-negative integer, got {row['index']!r}")
+    for field in ("summary", "knowledge"):
+        if not isinstance(row[field], str) or not row[field].strip():
+            raise SkinternError(f"{where}: field {field!r} must be a non-empty string")
+    return KnowledgeRecord(row["task"], row["index"], row["summary"], row["knowledge"])
+
+
+class KnowledgeStore:
+    """Knowledge records keyed by (task, index)."""
+
+    def __init__(self, records: Iterable[KnowledgeRecord] = ()):
+        self._records: dict[tuple[str, int], KnowledgeRecord] = {}
+        for record in records:
+            key = (record.task, record.index)
+            if key in self._records:
+                raise SkinternError(f"duplicate knowledge record for task {record.task!r} index {record.index}")
+            self._records[key] = record
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "KnowledgeStore":
+        path = Path(path)
+        rows = read_jsonl(path, required=FIELDS)
+        records: dict[tuple[str, int], KnowledgeRecord] = {}
+        for lineno, row in zip(_nonblank_line_numbers(path), rows):
+            record = _record(row, f"{path}:{lineno}")
+            key = (record.task, record.index)
+            if key in records:
+                raise SkinternError(f"{path}:{lineno}: duplicate (task, index) = ({record.task!r}, {record.index})")
+            records[key] = record
+        return cls(records.values())
+
+    def get(self, task: str, index: int) -> KnowledgeRecord | None:
+        return self._records.get((task, index))
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records
+
+    def __iter__(self) -> Iterator[KnowledgeRecord]:
+        return iter(self._records.values())
+
+    def records(self) -> list[KnowledgeRecord]:
+        return list(self._records.values())
+
+    def split_covered(self, examples: Iterable) -> tuple[list, list]:
+        """(examples with knowledge, examples without), each in input order."""
+        covered, uncovered = [], []
+        for ex in examples:
+            (covered if (ex.task, ex.index) in self._records else uncovered).append(ex)
+        return covered, uncovered

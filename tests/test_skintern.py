@@ -1,0 +1,188 @@
+"""SKIntern core: schedule arithmetic, stage prompts, no test leakage, resume mid-schedule, falling loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from transformers import TrainerCallback
+
+from skintern.cli import main
+from skintern.config import RunConfig
+from skintern.errors import SkinternError
+from skintern.methods import Context, get_method
+from skintern.prompts import cot_prompt
+from skintern.run import load_run_data
+from skintern.schedule import ScheduleConfig, build_schedule
+from skintern.student import load_student
+
+TASKS = ["sports_understanding", "date_understanding"]
+
+
+@pytest.mark.parametrize(
+    "K, N, rates, examples",
+    [
+        (5, 3, [1.0, 0.8, 0.6, 0.4, 0.2, 0.0], [3, 2, 2, 1, 1, 0]),
+        (4, 4, [1.0, 0.75, 0.5, 0.25, 0.0], [4, 3, 2, 1, 0]),
+        (2, 3, [1.0, 0.5, 0.0], [3, 2, 0]),  # 1.5 rounds half up
+        (1, 2, [1.0, 0.0], [2, 0]),
+        (6, 0, [1.0, 5 / 6, 4 / 6, 0.5, 2 / 6, 1 / 6, 0.0], [0] * 7),
+    ],
+)
+def test_linear_decay_arithmetic(K, N, rates, examples):
+    schedule = build_schedule(ScheduleConfig(decay_stages=K, initial_examples=N))
+    assert [s.knowledge_keep_rate for s in schedule.stages] == pytest.approx(rates)
+    assert [s.num_examples for s in schedule.stages] == examples
+    assert [s.final for s in schedule.stages] == [False] * K + [True]
+    assert schedule.stages[-1].bare and len(schedule.stages) == K + 1
+
+
+def test_abrupt_and_ablation_switches():
+    abrupt = build_schedule(ScheduleConfig(decay_stages=3, initial_examples=3, kind="abrupt"))
+    assert [(s.knowledge_keep_rate, s.num_examples) for s in abrupt.stages] == [(1, 3)] * 3 + [(0, 0)]
+    no_knowledge = build_schedule(ScheduleConfig(knowledge=False))
+    assert all(s.knowledge_keep_rate == 0 for s in no_knowledge.stages)
+    assert [s.num_examples for s in no_knowledge.stages] == [3, 2, 2, 1, 1, 0]
+    no_examples = build_schedule(ScheduleConfig(examples=False, final_epochs=2.0))
+    assert all(s.num_examples == 0 for s in no_examples.stages) and no_examples.stages[-1].epochs == 2.0
+
+
+@pytest.mark.parametrize("bad", [dict(decay_stages=0), dict(initial_examples=-1), dict(kind="cosine"), dict(epochs_per_stage=0)])
+def test_bad_schedules(bad):
+    with pytest.raises(SkinternError, match="schedule"):
+        build_schedule(ScheduleConfig(**bad))
+
+
+def test_schedule_table_and_dict():
+    schedule = build_schedule(ScheduleConfig())
+    table = schedule.table()
+    assert "K=5" in table and "bare question (= inference prompt)" in table and "knowledge@0.80 + 2 examples" in table
+    d = schedule.to_dict()
+    assert d["K"] == 5 and d["N"] == 3 and len(d["stages"]) == 6 and d["stages"][-1]["final"]
+
+
+def skintern_config(tmp_path, student_dir, data_dir, **overrides) -> RunConfig:
+    cfg = RunConfig(name="sk", method="skintern", output_dir=str(tmp_path / "runs"))
+    cfg.data.data_dir, cfg.data.tasks, cfg.data.train_per_task = str(data_dir), TASKS, 20
+    cfg.student.model = str(student_dir)
+    cfg.train.finetune, cfg.train.precision, cfg.train.batch_size = "full", "fp32", 2
+    cfg.train.learning_rate, cfg.train.save_steps, cfg.train.max_length = 3e-3, 1, 2048
+    cfg.schedule = ScheduleConfig(decay_stages=3, initial_examples=2, epochs_per_stage=1.0)
+    cfg.knowledge.embedder = "tfidf"
+    cfg.eval.per_task, cfg.eval.max_new_tokens = 2, 8
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+@pytest.fixture
+def method(tmp_path, tiny_student_dir, shared_data):
+    cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
+    rd = load_run_data(cfg)
+    return get_method("skintern")(Context(cfg=cfg, data=rd, student=load_student(cfg.student.model), run_dir=cfg.run_dir))
+
+
+def test_stage_prompts_shrink_and_final_stage_is_the_inference_prompt(method):
+    per_stage = method.stage_examples()
+    items, _ = method.training_items()
+    assert all(len(rows) == len(items) for rows in per_stage.values())
+    by_id = {ex.id: ex for ex in items}
+    first, final = per_stage[0][0], per_stage[3][0]
+    ex = by_id[first.id]
+    assert "Knowledge:\nLearning summary:" in first.prompt and first.prompt.count("\nQ: ") + first.prompt.startswith("Q: ") >= 3
+    assert final.prompt == method.prompt(ex) == cot_prompt(method.ctx.data.description(ex), ex.question)
+    assert first.target == final.target
+    mean_len = [sum(len(r.prompt) for r in per_stage[s]) / len(per_stage[s]) for s in range(4)]
+    assert mean_len == sorted(mean_len, reverse=True) and mean_len[0] > 2 * mean_len[3]
+
+
+def test_skintern_trains_only_items_with_knowledge(method):
+    items, store = method.training_items()
+    assert items and all((ex.task, ex.index) in store for ex in items)
+    assert len(items) < len(method.ctx.data.train)
+
+
+def test_no_test_question_appears_in_any_training_prompt(method):
+    tests = method.ctx.data.tests["bbh"]
+    assert tests
+    for rows in method.stage_examples().values():
+        for row in rows:
+            assert not any(t.question in row.prompt for t in tests)
+    train_ids = {ex.id for ex in method.ctx.data.train_pool}
+    assert not train_ids & {t.id for t in tests}
+
+
+def test_worked_examples_are_never_the_item_itself(method):
+    for ex, rows in zip(method.training_items()[0], method.stage_examples()[0]):
+        assert rows.prompt.count(f"Q: {ex.question.strip()}\n") == 1
+
+
+class KillInStage(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == self.step and "stage-2" in args.output_dir:
+            raise KeyboardInterrupt
+
+
+def test_kill_in_stage_2_resumes_in_stage_2(tmp_path, tiny_student_dir, shared_data, monkeypatch, capsys):
+    cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+
+    import skintern.train as train_module
+
+    original = train_module.Trainer
+    seen_dirs = []
+
+    def killing(*args, **kw):
+        trainer = original(*args, **kw)
+        seen_dirs.append(trainer.args.output_dir)
+        trainer.add_callback(KillInStage(2))
+        return trainer
+
+    monkeypatch.setattr(train_module, "Trainer", killing)
+    assert main(["train", str(path)]) == 130  # the CLI turns the kill into "run the same command again"
+    stage_root = tmp_path / "runs" / "sk" / "train" / "skintern"
+    assert [p.rsplit("/", 1)[-1] for p in seen_dirs] == ["stage-0", "stage-1", "stage-2"]
+    assert (stage_root / "stage-1" / "done.json").is_file() and not (stage_root / "stage-2" / "done.json").exists()
+    assert (stage_root / "stage-2" / "checkpoint-1").is_dir()  # saved after step 1; killed in step 2
+
+    seen_dirs.clear()
+    monkeypatch.setattr(train_module, "Trainer", lambda *a, **kw: (seen_dirs.append(kw["args"].output_dir), original(*a, **kw))[1])
+    capsys.readouterr()
+    assert main(["train", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert [p.rsplit("/", 1)[-1] for p in seen_dirs] == ["stage-2", "stage-3"]  # stages 0-1 are not retrained
+    assert "resuming from" in out and "stage-2/checkpoint-" in out
+    assert (stage_root / "stage-3" / "done.json").is_file()
+
+
+def test_progressive_run_loss_falls_and_eval_is_question_only(tmp_path, tiny_student_dir, shared_data, capsys):
+    cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
+    cfg.schedule.epochs_per_stage = 2.0
+    cfg.compare.methods = ["std-cot", "skintern"]
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert main(["compare", str(path)]) == 0
+    results = json.loads((tmp_path / "runs" / "sk" / "results.json").read_text())
+    std, sk = results["runs"]
+    stages = sk["train"]["stages"]
+    assert len(stages) == 4
+    assert stages[-1]["losses"][-1] < 0.8 * stages[0]["losses"][0]
+    # inference sees only the question: same prompt tokens per query as Std-CoT on the same items
+    assert sk["prompt_tokens_per_query"] == std["prompt_tokens_per_query"]
+    assert results["schedule"]["K"] == 3 and "Schedule" in (tmp_path / "runs" / "sk" / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["eval", str(path)]) == 0
+    assert f"prompt tokens per query: {std['prompt_tokens_per_query']:.1f}" in capsys.readouterr().out
+
+
+def test_schedule_command_prints_the_table(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: skintern\nschedule: {decay_stages: 4, initial_examples: 4}\n")
+    assert main(["schedule", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "K=4" in out and "knowledge@0.75 + 3 examples" in out
