@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from skintern.data import Example
 from skintern.evaluate import _generated_length, evaluate, generate, score
@@ -88,3 +89,20 @@ def test_second_pass_gives_the_answer_and_its_tokens_count(tiny_model, tiny_toke
     assert rows[0]["flops"]["prefill"] == pytest.approx(one["prefill"] + two["prefill"])
     assert rows[0]["flops"]["generation"] == pytest.approx(one["generation"] + two["generation"])
     assert res.flops_per_query["prefill"] == pytest.approx((rows[0]["flops"]["prefill"] + rows[1]["flops"]["prefill"]) / 2)
+
+
+def test_lora_is_merged_for_generation_and_unmerged_after(tiny_model, tiny_tokenizer):
+    from skintern.config import TrainConfig
+    from skintern.train import with_lora
+
+    model = with_lora(tiny_model, TrainConfig()).eval()
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    prompt = cot_prompt("", "Is the sky blue?")
+    ids = tiny_tokenizer(prompt, return_tensors="pt")
+    with torch.no_grad():
+        unmerged = model.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tiny_tokenizer.pad_token_id)
+    expected = tiny_tokenizer.decode(unmerged[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
+    assert generate(model, tiny_tokenizer, [prompt], max_new_tokens=8, stop_strings=("\n\n\n\n",))[0].text == expected
+    assert not any(getattr(m, "merged", False) for m in model.modules())

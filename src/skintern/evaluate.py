@@ -9,10 +9,12 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 from tqdm.auto import tqdm
 
 from skintern.data import Example, extract_answer, is_correct
@@ -26,6 +28,19 @@ class Generation:
     text: str
     prompt_tokens: int
     generated_tokens: int
+
+
+@contextmanager
+def merged_lora(model):
+    """Generate with LoRA weights folded into the base weights: same outputs, no per-layer adapter matmuls."""
+    merge = isinstance(model, PeftModel) and not any(getattr(m, "merged", False) for m in model.modules())
+    if merge:
+        model.merge_adapter()
+    try:
+        yield model
+    finally:
+        if merge:
+            model.unmerge_adapter()
 
 
 @torch.inference_mode()
@@ -48,14 +63,15 @@ def generate(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
-        out = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            stop_strings=list(stop_strings),
-            tokenizer=tokenizer,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        with merged_lora(model):
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                stop_strings=list(stop_strings),
+                tokenizer=tokenizer,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         new = out[:, batch["input_ids"].shape[1] :]
         for row, i in enumerate(idx):
             ids = new[row].tolist()
