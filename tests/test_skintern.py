@@ -186,3 +186,12 @@ def test_schedule_command_prints_the_table(tmp_path, capsys):
     assert main(["schedule", str(path)]) == 0
     out = capsys.readouterr().out
     assert "K=4" in out and "knowledge@0.75 + 3 examples" in out
+
+
+def test_train_items_repeating_a_test_question_are_left_out(tmp_path, tiny_student_dir, shared_data, capsys):
+    cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
+    cfg.data.tasks, cfg.data.train_per_task, cfg.eval.per_task = ["sports_understanding"], None, None
+    rd = load_run_data(cfg)
+    assert "left out 1 train items whose question is also a test question" in capsys.readouterr().out
+    test_questions = {t.question for t in rd.tests["bbh"]}
+    assert not any(ex.question in test_questions for ex in rd.train_pool)

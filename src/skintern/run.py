@@ -43,9 +43,16 @@ class RunData:
 
 def load_run_data(cfg: RunConfig) -> RunData:
     data_dir = D.resolve_data_dir(cfg.data.data_dir)
+    tests = {}
+    for name in cfg.eval.datasets:
+        tasks = cfg.eval.tasks.get(name, cfg.data.tasks if name == "bbh" else None)
+        tests[name] = D.load_benchmark(name, data_dir, tasks=tasks, limit_per_task=cfg.eval.per_task, split="test")
     pool = D.load_bbh(data_dir, "train", cfg.data.tasks)
     if cfg.data.train_per_task:
         pool = _cap_per_task(pool, cfg.data.train_per_task)
+    pool, leaked = _without_test_questions(pool, tests)
+    if leaked:
+        print(f"left out {leaked} train items whose question is also a test question", flush=True)
     cot_path = Path(cfg.data.teacher_cot) if cfg.data.teacher_cot else data_dir / "bbh/teacher/code-davinci-002-cot.jsonl"
     imported = import_rationales(cot_path, pool)
     knowledge_path = Path(cfg.data.knowledge) if cfg.data.knowledge else data_dir / "bbh/teacher/knowledge.jsonl"
@@ -55,10 +62,6 @@ def load_run_data(cfg: RunConfig) -> RunData:
         train = [ex for ex in train if (ex.task, ex.index) in store]
     if not train:
         raise SkinternError(f"{cot_path}: no usable training item (correct teacher rationale) for {', '.join(cfg.data.tasks)}")
-    tests = {}
-    for name in cfg.eval.datasets:
-        tasks = cfg.eval.tasks.get(name, cfg.data.tasks if name == "bbh" else None)
-        tests[name] = D.load_benchmark(name, data_dir, tasks=tasks, limit_per_task=cfg.eval.per_task, split="test")
     bbh = D.bbh_tasks(data_dir)
     return RunData(
         data_dir=data_dir,
@@ -71,6 +74,13 @@ def load_run_data(cfg: RunConfig) -> RunData:
         knowledge=store,
         import_table=imported.table(),
     )
+
+
+def _without_test_questions(pool: list[D.Example], tests: dict[str, list[D.Example]]) -> tuple[list[D.Example], int]:
+    """BBH repeats a few questions across its train/test split; such train items would leak the test item."""
+    seen = {" ".join(ex.question.split()) for examples in tests.values() for ex in examples}
+    kept = [ex for ex in pool if " ".join(ex.question.split()) not in seen]
+    return kept, len(pool) - len(kept)
 
 
 def _cap_per_task(examples: list[D.Example], cap: int) -> list[D.Example]:
