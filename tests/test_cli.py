@@ -120,3 +120,37 @@ def test_import_teacher_reports_kept_per_task(shared_data, capsys):
     line = next(x for x in out.splitlines() if x.startswith("sports_understanding"))
     kept, wrong, missing = map(int, line.split()[1:])
     assert kept + wrong + missing == 150 and kept > 130 and missing == 0
+
+
+def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir, shared_data):
+    methods = ["prompt", "prompt-fewshot", "std-cot", "mt-cot", "step-by-step", "kard", "cascod", "skintern"]
+    config = write_config(
+        tmp_path, tiny_student_dir, shared_data,
+        data={"tasks": ["sports_understanding"], "train_per_task": 20, "require_knowledge": True},
+        train={"max_length": 2048},
+        eval={"datasets": ["bbh", "arc-easy"], "per_task": 2},
+        compare={"methods": methods},
+        schedule={"decay_stages": 2, "initial_examples": 1},
+        knowledge={"embedder": "tfidf"},
+        methods={"answer_max_new_tokens": 3},
+    )
+    assert main(["compare", str(config)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [r["method"] for r in results["runs"]] == methods
+    by = {r["method"]: r for r in results["runs"]}
+    for entry in results["runs"]:
+        assert set(entry["eval"]) == {"bbh", "arc-easy"} and entry["eval"]["bbh"]["n"] == 2
+        assert entry["flops_per_query"]["prefill"] > 0
+    # every method trained on the same items: the ones with knowledge
+    assert by["std-cot"]["train"]["examples"] == by["kard"]["train"]["examples"] == by["mt-cot"]["train"]["examples"] // 2
+    # inference cost: SKIntern = Std-CoT prompt; KARD pays for knowledge; CasCoD for two passes
+    assert by["skintern"]["prompt_tokens_per_query"] == by["std-cot"]["prompt_tokens_per_query"]
+    assert by["kard"]["prompt_tokens_per_query"] > 2 * by["std-cot"]["prompt_tokens_per_query"]
+    assert by["cascod"]["prompt_tokens_per_query"] > 2 * by["std-cot"]["prompt_tokens_per_query"]
+    assert by["mt-cot"]["generated_tokens_per_query"] <= 3
+    cascod_rows = [json.loads(x) for x in (run_dir / "predictions" / "cascod-bbh.jsonl").read_text().splitlines()]
+    assert all(r["passes"] == 2 for r in cascod_rows)
+    report = (run_dir / "report.md").read_text()
+    assert all(f"| {m} |" in report for m in methods) and "Schedule" in report
+    assert (run_dir / "accuracy_vs_flops.png").stat().st_size > 1000 and (run_dir / "report.html").is_file()

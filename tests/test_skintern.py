@@ -195,3 +195,24 @@ def test_train_items_repeating_a_test_question_are_left_out(tmp_path, tiny_stude
     assert "left out 1 train items whose question is also a test question" in capsys.readouterr().out
     test_questions = {t.question for t in rd.tests["bbh"]}
     assert not any(ex.question in test_questions for ex in rd.train_pool)
+
+
+def test_missing_knowledge_is_generated_by_the_teacher_when_configured(tmp_path, tiny_student_dir, shared_data):
+    from fake_openai import FakeOpenAI
+
+    reply = "Learning summary:\n1. Name the sport of the athlete.\n2. Check the action.\n" \
+            "Supplementary knowledge:\n1. Each athlete plays one sport.\n2. Actions belong to sports."
+    cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
+    cfg.data.tasks, cfg.data.train_per_task = ["sports_understanding"], 12
+    rd = load_run_data(cfg)
+    with FakeOpenAI(reply=lambda body: reply) as server:
+        cfg.knowledge.missing = "teacher"
+        cfg.teacher.base_url, cfg.teacher.model = server.base_url, "fake"
+        cfg.teacher.cache_path = str(tmp_path / "teacher.sqlite")
+        method = get_method("skintern")(Context(cfg=cfg, data=rd, student=load_student(cfg.student.model), run_dir=cfg.run_dir))
+        items, store = method.training_items()
+        missing = [ex for ex in rd.train if (ex.task, ex.index) not in rd.knowledge]
+        assert missing and server.answered == len(missing)
+    assert items == rd.train  # every item now has knowledge
+    assert store.get(missing[0].task, missing[0].index).summary.startswith("1. Name the sport")
+    assert (cfg.run_dir / "teacher" / "knowledge.jsonl").is_file()

@@ -59,6 +59,27 @@ def _cmd_import_teacher(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from skintern.export import export_run
+
+    print(f"exported: {export_run(args.run, args.out, merge=args.merge, method=args.method)}")
+    return 0
+
+
+def _cmd_ask(args) -> int:
+    from skintern import data as D
+    from skintern.export import ask
+
+    description, kind = "", "text"
+    if args.task:
+        data_dir = D.resolve_data_dir(args.data_dir)
+        description = D.task_description(data_dir, args.task)
+        kind = D.load_bbh(data_dir, "train", [args.task])[0].kind
+    rationale, answer = ask(args.model, args.question, description, kind, max_new_tokens=args.max_new_tokens)
+    print(f"{rationale}\nanswer: {answer if answer is not None else '(none found)'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skintern", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", choices=["train", "test"])
     p.add_argument("--rationales", default=None, help="rationale JSONL (default: the shared code-davinci-002 CoT)")
     p.set_defaults(func=_cmd_import_teacher)
+
+    p = sub.add_parser("export", help="write a run's trained student as one model folder (merged safetensors + model card)")
+    p.add_argument("run", help="run folder, e.g. runs/quickstart")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/export/<method>)")
+    p.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True, help="fold LoRA into the weights (default) or keep the adapter")
+    p.add_argument("--method", default=None, help="which trained method of a compare run (default: the config's method)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("ask", help="answer one question with a student from the question alone (rationale + answer)")
+    p.add_argument("model", help="exported folder, student alias, local model folder or hub id")
+    p.add_argument("question")
+    p.add_argument("--task", default=None, help="BBH task: adds its description to the prompt and picks the answer format")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.set_defaults(func=_cmd_ask)
 
     add_teacher_commands(sub)
     return parser

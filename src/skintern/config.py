@@ -22,7 +22,7 @@ METHODS = ("std-cot", "skintern", "mt-cot", "step-by-step", "kard", "cascod", "p
 @dataclass
 class DataConfig:
     data_dir: str | None = None  # default: $SKINTERN_DATA_DIR, else ../shared/data
-    tasks: list[str] = field(default_factory=lambda: ["sports_understanding", "date_understanding"])
+    tasks: list[str] | None = None  # BBH tasks to train on (and to test on in-domain); None = all 27
     train_per_task: int | None = None  # cap on BBH train items per task (first N of the split)
     teacher_cot: str | None = None  # rationales JSONL; default: <data_dir>/bbh/teacher/code-davinci-002-cot.jsonl
     knowledge: str | None = None  # knowledge JSONL; default: <data_dir>/bbh/teacher/knowledge.jsonl
@@ -66,6 +66,7 @@ class EvalConfig:
     batch_size: int = 8
     max_new_tokens: int = 256
     before_training: bool = True  # also evaluate the untrained student (method "prompt")
+    backend: str = "auto"  # auto | hf | vllm: generation engine (auto = vLLM when importable and a GPU is present)
 
 
 @dataclass

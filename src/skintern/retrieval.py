@@ -15,7 +15,6 @@ import numpy as np
 from skintern.errors import SkinternError
 
 EMBEDDERS = ("auto", "sentence-transformers", "tfidf")
-SIMILARITY_DECIMALS = 6  # ties closer than float noise fall back to pool order, so results are reproducible
 
 
 def default_model_path() -> Path | None:
@@ -110,14 +109,20 @@ class ExampleRetriever:
         queries = list(queries)
         if not queries or not self.pool or k == 0:
             return [[] for _ in queries]
-        sims = self._embed_unique([q.question for q in queries]) @ self._vectors.T
-        sims = np.asarray(sims.toarray() if hasattr(sims, "toarray") else sims)
-        return [self._rank(q, row, k) for q, row in zip(queries, sims)]
+        vectors = self._embed_unique([q.question for q in queries])
+        return [self._rank(q, self._similarities(vectors[i]), k) for i, q in enumerate(queries)]
+
+    def _similarities(self, vector) -> np.ndarray:
+        """Cosine similarity to every pool row. Row-wise sums, not a BLAS matmul, so equal pool rows
+        get bit-equal scores (and tie in pool order) whether queries come one at a time or batched."""
+        if hasattr(vector, "toarray"):
+            return np.asarray((self._vectors @ vector.T).toarray()).ravel()
+        return (self._vectors * vector).sum(axis=1)
 
     def _rank(self, query, sims: np.ndarray, k: int) -> list:
         """Best first, ties in pool order; never the query itself or a copy of its question."""
         rows = self._by_task.get(query.task, np.zeros(0, int)) if self.same_task else np.arange(len(self.pool))
-        order = rows[np.argsort(-np.round(sims[rows], SIMILARITY_DECIMALS), kind="stable")]
+        order = rows[np.argsort(-sims[rows], kind="stable")]
         picked = []
         for i in order:
             ex = self.pool[i]

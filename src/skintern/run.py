@@ -61,7 +61,7 @@ def load_run_data(cfg: RunConfig) -> RunData:
     if cfg.data.require_knowledge:
         train = [ex for ex in train if (ex.task, ex.index) in store]
     if not train:
-        raise SkinternError(f"{cot_path}: no usable training item (correct teacher rationale) for {', '.join(cfg.data.tasks)}")
+        raise SkinternError(f"{cot_path}: no usable training item (correct teacher rationale) for tasks {cfg.data.tasks or 'all'}")
     bbh = D.bbh_tasks(data_dir)
     return RunData(
         data_dir=data_dir,

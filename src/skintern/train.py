@@ -6,7 +6,9 @@ The loss covers the target tokens only. Checkpoints go to `output_dir/checkpoint
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from skintern.config import TrainConfig
@@ -91,8 +93,11 @@ def finetune(
     seed: int = 42,
     epochs: float | None = None,
     desc: str = "train",
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> tuple[object, TrainStats]:
-    """Train `model` on `examples`; returns the (possibly LoRA-wrapped) model and its stats."""
+    """Train `model` on `examples`; returns the (possibly LoRA-wrapped) model and its stats.
+
+    `callbacks` go to the `Trainer`; with $SKINTERN_STAGE_LOG set, a `StageLog` is added too."""
     output_dir = Path(output_dir)
     done = output_dir / "done.json"
     model = with_lora(model, cfg)
@@ -142,6 +147,7 @@ def finetune(
         args=args,
         train_dataset=rows,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        callbacks=[*callbacks, *([StageLog(os.environ["SKINTERN_STAGE_LOG"], desc)] if os.environ.get("SKINTERN_STAGE_LOG") else [])],
     )
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last:
@@ -160,6 +166,25 @@ def finetune(
     model.save_pretrained(output_dir / "final")
     write_json(done, stats.to_dict())
     return model, stats
+
+
+class StageLog(TrainerCallback):
+    """Appends {rank, world_size, desc, stage, global_step} per optimizer step to a JSON-lines file,
+    so a distributed run can be checked for every rank walking the same stages in lockstep.
+    `stage` is the output folder's name (SKIntern: stage-<s>). One O_APPEND write per line keeps
+    lines from different processes whole."""
+
+    def __init__(self, path: str | Path, desc: str):
+        self.path, self.desc = str(path), desc
+
+    def on_step_end(self, args, state, control, **kwargs):
+        line = {"rank": args.process_index, "world_size": args.world_size, "desc": self.desc,
+                "stage": Path(args.output_dir).name, "global_step": state.global_step}
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(line) + "\n").encode())
+        finally:
+            os.close(fd)
 
 
 class WeightedLossTrainer(Trainer):

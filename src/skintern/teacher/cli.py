@@ -50,7 +50,7 @@ def _settings(args) -> tuple[TeacherConfig, str | None, list[str] | None, int | 
 
         run = load_config(args.config)
         teacher, data = run.teacher, run.data
-        data_dir, tasks, limit, out = data.data_dir, list(data.tasks), data.train_per_task, run.run_dir / "teacher"
+        data_dir, tasks, limit, out = data.data_dir, data.tasks, data.train_per_task, run.run_dir / "teacher"
         where = args.config
     else:
         teacher, data_dir, tasks, limit, out, where = TeacherConfig(), None, None, None, Path("runs/teacher"), "command line"

@@ -1,0 +1,148 @@
+"""Export a finished run as one standalone model folder, and answer questions with it.
+
+`export_run` folds the trained LoRA adapter into the base student (`merge_and_unload`), so the
+result loads with plain `AutoModelForCausalLM.from_pretrained`, `vllm serve` or llama.cpp's
+`convert_hf_to_gguf.py`, and writes a model card. `ask` is the question-only inference path: the
+Std-CoT prompt, greedy, the usual stop strings; a SKIntern student needs nothing else."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from peft import PeftModel
+
+from skintern.config import RunConfig, from_dict
+from skintern.errors import SkinternError
+from skintern.files import atomic_write_text, read_json
+
+
+def save_merged(model, tokenizer, out_dir: str | os.PathLike) -> None:
+    """Save `model` with any LoRA adapter merged into a copy of its base weights (`model` is untouched)."""
+    if isinstance(model, PeftModel):
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _run_config(run_dir: Path) -> tuple[RunConfig, dict]:
+    if not run_dir.is_dir():
+        raise SkinternError(f"run folder not found: {run_dir}")
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise SkinternError(f"{path}: not found (export needs a run finished by `skintern run` or `skintern compare`)")
+    results = read_json(path)
+    if not isinstance(results, dict) or not isinstance(results.get("config"), dict):
+        raise SkinternError(f"{path}: no 'config' section (not a skintern results file)")
+    return from_dict(RunConfig, results["config"], where=f"{path}: config"), results
+
+
+def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, merge: bool = True,
+               method: str | None = None) -> Path:
+    """Write the trained student of `run_dir` (its `method`, default the config's) to `out_dir`
+    (default `<run>/export/<method>`): merged safetensors (or the bare adapter with merge=False),
+    tokenizer and README.md. Written in a temp folder and renamed, so `out_dir` is never half-done."""
+    from skintern.methods import Context, get_method
+    from skintern.student import load_student
+    from skintern.train import load_trained_weights, with_lora
+
+    run_dir = Path(run_dir)
+    cfg, results = _run_config(run_dir)
+    name = method or cfg.method
+    impl = get_method(name)(Context(cfg=cfg, data=None, student=None, run_dir=run_dir))
+    if not impl.trains:
+        raise SkinternError(f"method {name!r} does not train: nothing to export")
+    weights = impl.weights_dir / "final"
+    if not weights.is_dir():
+        raise SkinternError(f"trained weights not found: {weights}")
+    student = load_student(cfg.student.model, cfg.student.dtype)
+    model = with_lora(student.model, cfg.train)
+    load_trained_weights(model, weights)
+    out = Path(out_dir) if out_dir else run_dir / "export" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        if merge or not isinstance(model, PeftModel):
+            save_merged(model, student.tokenizer, tmp)
+        else:
+            model.save_pretrained(tmp)
+            student.tokenizer.save_pretrained(tmp)
+        atomic_write_text(tmp / "README.md", model_card(cfg, results, name, merged=merge or not isinstance(model, PeftModel)))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename `new` onto `target`; an older export is moved aside first and removed after."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def model_card(cfg: RunConfig, results: dict, method: str, merged: bool) -> str:
+    """README.md: what the model is, how it was trained, what it scored, and how to prompt it."""
+    from skintern.report import summary_table
+    from skintern.schedule import build_schedule
+
+    t = cfg.train
+    teacher = results.get("teacher") or cfg.teacher.model or "code-davinci-002 (BBH CoT rationales)"
+    lines = [
+        "---", "library_name: transformers", f"base_model: {cfg.student.model}", "tags: [skintern, distillation, chain-of-thought]", "---",
+        f"# {cfg.name}: {method} student",
+        "",
+        f"Distilled with skintern method **{method}** from teacher **{teacher}** into "
+        f"student **{cfg.student.model}** ({'weights merged' if merged else 'LoRA adapter only; load it on top of the student'}).",
+        "",
+        "## Training",
+        "",
+        f"- tasks: {', '.join(cfg.data.tasks)}",
+        f"- fine-tune: {t.finetune}" + (f" (LoRA r={t.lora_r}, alpha={t.lora_alpha})" if t.finetune == "lora" else "")
+        + f", learning rate {t.learning_rate:g}, {t.lr_scheduler}, batch {t.batch_size} x {t.grad_accum}, seed {cfg.seed}",
+    ]
+    if method == "skintern":
+        lines += ["", "## SKIntern schedule", "", "```", build_schedule(cfg.schedule).table(), "```"]
+    rows = summary_table(results) if results.get("runs") else []
+    datasets = [k for k in (rows[0] if rows else {}) if k not in
+                ("method", "id_avg", "ood_avg", "prompt_tokens", "generated_tokens", "flops_per_query", "wall_time_s")]
+    if rows:
+        lines += ["", "## Results (accuracy, %)", "", "| method | " + " | ".join(datasets) + " | prompt tokens/query |",
+                  "|---" * (len(datasets) + 2) + "|"]
+        for row in rows:
+            cells = ["-" if row[d] is None else f"{100 * row[d]:.1f}" for d in datasets]
+            tokens = "-" if row["prompt_tokens"] is None else f"{row['prompt_tokens']:.0f}"
+            lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {tokens} |")
+    lines += [
+        "", "## Use", "",
+        "The model answers from the question alone (the Std-CoT prompt; greedy; stop at `\\nQ:`):", "",
+        "```", "<task description>\n\nQ: <question>\nA: Let's think step by step.", "```", "",
+        "```", 'skintern ask <this folder> "<question>" --task <bbh task>', "vllm serve <this folder>  # OpenAI-compatible", "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def ask(model_dir: str | os.PathLike, question: str, description: str = "", kind: str = "text",
+        options: tuple[str, ...] = (), max_new_tokens: int = 256, student=None) -> tuple[str, str | None]:
+    """Answer `question` from the question alone; returns (rationale, extracted answer or None).
+
+    `kind`/`options` steer answer extraction (skintern.data.ANSWER_KINDS); pass a loaded `student`
+    to skip loading `model_dir` again."""
+    from skintern.data import extract_answer
+    from skintern.evaluate import generate
+    from skintern.prompts import cot_prompt, rationale_body
+    from skintern.student import load_student
+
+    if not question.strip():
+        raise SkinternError("ask: the question is empty")
+    student = student or load_student(str(model_dir))
+    (gen,) = generate(student.model, student.tokenizer, [cot_prompt(description, question)], 1, max_new_tokens)
+    return rationale_body(gen.text), extract_answer(gen.text, kind, options)
