@@ -245,6 +245,17 @@ _LOADERS: dict[str, Callable[[Path, str, Sequence[str] | None], list[Example]]] 
 }
 
 
+def first_per_task(examples: Sequence[Example], n: int) -> list[Example]:
+    """The first `n` examples of each task, in file order: a reproducible subset."""
+    seen: dict[str, int] = {}
+    kept = []
+    for ex in examples:
+        seen[ex.task] = seen.get(ex.task, 0) + 1
+        if seen[ex.task] <= n:
+            kept.append(ex)
+    return kept
+
+
 def load_benchmark(
     name: str,
     data_dir: str | os.PathLike | None,
@@ -260,13 +271,7 @@ def load_benchmark(
     root = resolve_data_dir(data_dir)
     examples = _LOADERS[name](root, split, tasks)
     if limit_per_task is not None:
-        seen: dict[str, int] = {}
-        kept = []
-        for ex in examples:
-            seen[ex.task] = seen.get(ex.task, 0) + 1
-            if seen[ex.task] <= limit_per_task:
-                kept.append(ex)
-        examples = kept
+        examples = first_per_task(examples, limit_per_task)
     if not examples:
         raise SkinternError(f"{root}: dataset {name!r} has no examples for the requested tasks")
     return examples

@@ -52,8 +52,16 @@ def generate(
     max_new_tokens: int = 256,
     stop_strings: Sequence[str] = STOP_STRINGS,
     progress: bool = False,
+    backend: str = "hf",
 ) -> list[Generation]:
-    """Greedy decoding in length-sorted batches (less padding); each row stops at EOS or a stop string."""
+    """Greedy decoding in length-sorted batches (less padding); each row stops at EOS or a stop string.
+
+    `backend` (eval.backend: auto | hf | vllm) may hand the prompts to vLLM under the same contract
+    (see `skintern.vllm_backend`)."""
+    from skintern.vllm_backend import resolve_backend, vllm_generate
+
+    if resolve_backend(backend) == "vllm":
+        return vllm_generate(model, tokenizer, prompts, max_new_tokens, stop_strings)
     model.eval()
     tokenizer.padding_side = "left"
     lengths = [len(tokenizer(p).input_ids) for p in prompts]
@@ -121,12 +129,13 @@ def evaluate(
     max_new_tokens: int = 256,
     second_pass: SecondPass | None = None,
     shape: ModelShape | None = None,
+    backend: str = "hf",
 ) -> EvalResult:
     """Generate for every example (resuming from a partial file), score and save per-example predictions.
 
     `second_pass(examples, first_generations)` runs a method's next pass (CasCoD's answer step); the
     answer is read from its output and its tokens count towards the query's cost. With `shape`, each
-    row also records its FLOPs (`flops.query_flops`, summed over passes)."""
+    row also records its FLOPs (`flops.query_flops`, summed over passes). `backend`: see `generate`."""
     predictions_path = Path(predictions_path)
     partial = predictions_path.with_name(predictions_path.name + ".partial")
     if predictions_path.is_file():
@@ -141,7 +150,7 @@ def evaluate(
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 t0 = time.perf_counter()
-                passes = [generate(model, tokenizer, [prompt_fn(ex) for ex in chunk], batch_size, max_new_tokens)]
+                passes = [generate(model, tokenizer, [prompt_fn(ex) for ex in chunk], batch_size, max_new_tokens, backend=backend)]
                 if second_pass is not None:
                     passes.append(list(second_pass(chunk, passes[0])))
                 seconds = (time.perf_counter() - t0) / len(chunk)

@@ -122,7 +122,8 @@ class ExampleRetriever:
     def _rank(self, query, sims: np.ndarray, k: int) -> list:
         """Best first, ties in pool order; never the query itself or a copy of its question."""
         rows = self._by_task.get(query.task, np.zeros(0, int)) if self.same_task else np.arange(len(self.pool))
-        order = rows[np.argsort(-sims[rows], kind="stable")]
+        # rounding makes equal questions tie exactly (SIMD sums can differ in the last bit), then pool order decides
+        order = rows[np.argsort(-np.round(sims[rows], 6), kind="stable")]
         picked = []
         for i in order:
             ex = self.pool[i]

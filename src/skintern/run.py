@@ -49,7 +49,7 @@ def load_run_data(cfg: RunConfig) -> RunData:
         tests[name] = D.load_benchmark(name, data_dir, tasks=tasks, limit_per_task=cfg.eval.per_task, split="test")
     pool = D.load_bbh(data_dir, "train", cfg.data.tasks)
     if cfg.data.train_per_task:
-        pool = _cap_per_task(pool, cfg.data.train_per_task)
+        pool = D.first_per_task(pool, cfg.data.train_per_task)
     pool, leaked = _without_test_questions(pool, tests)
     if leaked:
         print(f"left out {leaked} train items whose question is also a test question", flush=True)
@@ -83,16 +83,6 @@ def _without_test_questions(pool: list[D.Example], tests: dict[str, list[D.Examp
     return kept, len(pool) - len(kept)
 
 
-def _cap_per_task(examples: list[D.Example], cap: int) -> list[D.Example]:
-    seen: dict[str, int] = {}
-    out = []
-    for ex in examples:
-        seen[ex.task] = seen.get(ex.task, 0) + 1
-        if seen[ex.task] <= cap:
-            out.append(ex)
-    return out
-
-
 def evaluate_method(method: Method, rd: RunData, cfg: RunConfig, run_dir: Path) -> dict:
     """Evaluate with the method's own inference procedure on every dataset; one results.json entry."""
     student = method.ctx.student
@@ -109,6 +99,7 @@ def evaluate_method(method: Method, rd: RunData, cfg: RunConfig, run_dir: Path) 
             max_new_tokens=method.max_new_tokens or cfg.eval.max_new_tokens,
             second_pass=method.second_pass,
             shape=shape,
+            backend=cfg.eval.backend,
         )
         evals[name] = res.summary()
         results.append(res)

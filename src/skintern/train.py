@@ -7,7 +7,6 @@ The loss covers the target tokens only. Checkpoints go to `output_dir/checkpoint
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -107,6 +106,8 @@ def finetune(
     rows, dropped = tokenize(tokenizer, examples, cfg.max_length)
     if not rows:
         raise SkinternError(f"{desc}: no training example fits train.max_length={cfg.max_length} ({dropped} dropped)")
+    if not 0 <= cfg.warmup_ratio < 1:
+        raise SkinternError(f"train.warmup_ratio: expected a fraction in [0, 1), got {cfg.warmup_ratio}")
     set_seed(seed)
     precision = resolve_precision(cfg.precision)
     tokenizer.padding_side = "right"
@@ -121,7 +122,7 @@ def finetune(
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=_warmup_steps(len(rows), cfg, epochs),
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps (on any number of processes)
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
@@ -163,8 +164,10 @@ def finetune(
         seconds=time.perf_counter() - start,
         losses=losses,
     )
-    model.save_pretrained(output_dir / "final")
-    write_json(done, stats.to_dict())
+    trainer.save_model(str(output_dir / "final"))  # gathers FSDP / ZeRO-3 shards; writes on the main process
+    if trainer.is_world_process_zero():
+        write_json(done, stats.to_dict())
+    trainer.accelerator.wait_for_everyone()
     return model, stats
 
 
@@ -203,12 +206,6 @@ class WeightedLossTrainer(Trainer):
         per_example = (token_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
         loss = (per_example * weights).sum() / weights.sum().clamp(min=1e-8)
         return (loss, outputs) if return_outputs else loss
-
-
-def _warmup_steps(n_rows: int, cfg: TrainConfig, epochs: float | None) -> int:
-    per_epoch = math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum))
-    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(per_epoch * (epochs if epochs is not None else cfg.epochs))
-    return int(cfg.warmup_ratio * total)
 
 
 def resolve_precision(precision: str) -> str:

@@ -1,0 +1,89 @@
+"""Export of a trained LoRA run to one merged model folder, its model card, and question-only `ask`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from skintern.cli import main
+from skintern.config import RunConfig
+from skintern.errors import SkinternError
+from skintern.evaluate import generate
+from skintern.export import ask, export_run
+from skintern.prompts import cot_prompt, cot_target, rationale_body
+from skintern.student import load_student
+from skintern.train import SFTExample, finetune
+
+QUESTION = 'Is the following sentence plausible? "Joao Moutinho caught the screen pass in the NFC championship."'
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, tiny_student_dir):
+    """A run folder as `skintern run` leaves it: results.json with its config, LoRA weights in train/std-cot/final."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = RunConfig(name="tiny", method="std-cot", output_dir=str(run_dir.parent))
+    cfg.student.model = str(tiny_student_dir)
+    cfg.data.tasks = ["sports_understanding"]
+    cfg.train.precision, cfg.train.learning_rate, cfg.train.batch_size, cfg.train.epochs = "fp32", 2e-2, 2, 3.0
+    cfg.train.lora_dropout, cfg.train.save_steps = 0.0, 1000
+    student = load_student(cfg.student.model)
+    examples = [SFTExample(f"bbh/t/{i}", cot_prompt("", QUESTION), cot_target("Joao Moutinho is a soccer player.", "no"))
+                for i in range(4)]
+    model, _ = finetune(student.model, student.tokenizer, examples, cfg.train, run_dir / "train" / "std-cot", seed=1)
+    run = {"method": "std-cot", "student": cfg.student.model, "prompt_tokens_per_query": 41.0,
+           "eval": {"bbh": {"accuracy": 0.625, "n": 8, "per_task": {"sports_understanding": 0.625}}}}
+    (run_dir / "results.json").write_text(json.dumps({"name": "tiny", "student": cfg.student.model, "seed": 42,
+                                                      "config": cfg.to_dict(), "runs": [run]}))
+    return run_dir, model, student.tokenizer
+
+
+def test_merged_export_has_the_adapter_models_logits(lora_run, tmp_path):
+    run_dir, adapter_model, tokenizer = lora_run
+    out = export_run(run_dir, tmp_path / "export")
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = tokenizer(cot_prompt("", QUESTION), return_tensors="pt").input_ids
+    with torch.no_grad():
+        expected, got = adapter_model.eval()(ids).logits, merged(ids).logits
+    base = AutoModelForCausalLM.from_pretrained(adapter_model.peft_config["default"].base_model_name_or_path)
+    assert not torch.allclose(base(ids).logits, expected, atol=1e-3)  # the adapter changed the model
+    assert torch.allclose(got, expected, atol=1e-5)
+    card = (out / "README.md").read_text()
+    assert "method **std-cot**" in card and "| std-cot | 62.5 | 41 |" in card and "Let's think step by step." in card
+    assert not list(tmp_path.glob(".export.*"))  # the temp folder was renamed into place
+
+    again = export_run(run_dir, tmp_path / "export")  # re-export replaces the folder whole
+    assert again == out and (out / "model.safetensors").is_file()
+
+
+def test_adapter_only_export(lora_run, tmp_path):
+    out = export_run(lora_run[0], tmp_path / "adapter", merge=False)
+    assert (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
+    assert "LoRA adapter only" in (out / "README.md").read_text()
+
+
+def test_ask_returns_the_models_own_text(lora_run, tmp_path, capsys):
+    run_dir, _, _ = lora_run
+    out = export_run(run_dir, tmp_path / "export")
+    student = load_student(str(out))
+    (gen,) = generate(student.model, student.tokenizer, [cot_prompt("", QUESTION)], 1, 24)
+    rationale, answer = ask(out, QUESTION, kind="yes_no", max_new_tokens=24)
+    assert rationale == rationale_body(gen.text) and rationale
+    assert answer in ("Yes", "No", None)  # normalised yes_no answers
+    assert main(["ask", str(out), QUESTION, "--max-new-tokens", "24"]) == 0
+    assert capsys.readouterr().out.startswith(rationale)
+    with pytest.raises(SkinternError, match="question is empty"):
+        ask(out, "  ")
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: p / "nope", "run folder not found"),
+    (lambda p: p, "results.json: not found"),
+])
+def test_bad_run_path_is_one_line(tmp_path, capsys, make, expected):
+    assert main(["export", str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
