@@ -84,31 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skintern", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="distill and evaluate as a config says; writes runs/<name>/results.json and report.md")
-    p.add_argument("config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=2")
-    p.set_defaults(func=_cmd_run)
-
-    p = sub.add_parser("compare", help="train and evaluate every method of compare.methods on the same data and seeds")
-    p.add_argument("config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=_cmd_run)
-
-    p = sub.add_parser("train", help="train the config's method only (works under `accelerate launch -m skintern train`)")
-    p.add_argument("config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("schedule", help="print the SKIntern progressive schedule a config defines")
-    p.add_argument("config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=_cmd_schedule)
-
-    p = sub.add_parser("eval", help="evaluate a trained student of a run with its method's inference prompt")
-    p.add_argument("config")
-    p.add_argument("--weights", default=None, help="trained weights folder (default: the run's final training output)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=_cmd_eval)
+    config_commands = [
+        ("run", _cmd_run, "distill and evaluate as a config says; writes runs/<name>/results.json and report.md"),
+        ("compare", _cmd_run, "train and evaluate every method of compare.methods on the same data and seeds"),
+        ("train", _cmd_train, "train the config's method only (works under `accelerate launch -m skintern train`)"),
+        ("schedule", _cmd_schedule, "print the SKIntern progressive schedule a config defines"),
+        ("eval", _cmd_eval, "evaluate a trained student of a run with its method's inference prompt"),
+    ]
+    for name, func, help_text in config_commands:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("config", help="YAML config (schema: skintern.config.RunConfig)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=2")
+        if name == "eval":
+            p.add_argument("--weights", default=None, help="trained weights folder (default: the run's final training output)")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("import-teacher", help="count the teacher rationales kept (correct answer) per BBH task")
     p.add_argument("--data-dir", default=None)
