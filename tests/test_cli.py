@@ -154,3 +154,11 @@ def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir,
     report = (run_dir / "report.md").read_text()
     assert all(f"| {m} |" in report for m in methods) and "Schedule" in report
     assert (run_dir / "accuracy_vs_flops.png").stat().st_size > 1000 and (run_dir / "report.html").is_file()
+
+
+def test_a_finished_run_refuses_a_changed_config(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": ["sports_understanding"]},
+                          eval={"per_task": 1}, train={"max_steps": 1})
+    assert main(["run", str(config)]) == 0
+    code, err = run_cli(["run", str(config), "--set", "train.learning_rate=0.1"], capsys)
+    assert code == 2 and "different config" in err and "entries/prompt.json" in err

@@ -63,6 +63,7 @@ class EvalConfig:
     datasets: list[str] = field(default_factory=lambda: ["bbh"])
     tasks: dict[str, list[str]] = field(default_factory=dict)  # per-dataset task subset; bbh defaults to data.tasks
     per_task: int | None = None  # cap on test items per task (first N, deterministic)
+    per_dataset: dict[str, int] = field(default_factory=dict)  # the same cap for one dataset, overriding per_task
     batch_size: int = 8
     max_new_tokens: int = 256
     before_training: bool = True  # also evaluate the untrained student (method "prompt")

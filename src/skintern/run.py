@@ -8,6 +8,8 @@ skips what is finished and resumes what is not (training checkpoints, partial pr
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +48,8 @@ def load_run_data(cfg: RunConfig) -> RunData:
     tests = {}
     for name in cfg.eval.datasets:
         tasks = cfg.eval.tasks.get(name, cfg.data.tasks if name == "bbh" else None)
-        tests[name] = D.load_benchmark(name, data_dir, tasks=tasks, limit_per_task=cfg.eval.per_task, split="test")
+        limit = cfg.eval.per_dataset.get(name, cfg.eval.per_task)
+        tests[name] = D.load_benchmark(name, data_dir, tasks=tasks, limit_per_task=limit, split="test")
     pool = D.load_bbh(data_dir, "train", cfg.data.tasks)
     if cfg.data.train_per_task:
         pool = D.first_per_task(pool, cfg.data.train_per_task)
@@ -116,11 +119,20 @@ def evaluate_method(method: Method, rd: RunData, cfg: RunConfig, run_dir: Path) 
     }
 
 
+def config_digest(cfg: RunConfig) -> str:
+    """What a finished entry depends on: everything but the run's name, folder and method list."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> dict:
     """Load a fresh student, train it with method `name` (if it trains) and evaluate it."""
     entry_path = run_dir / "entries" / f"{name}.json"
     if entry_path.is_file():  # evaluations are the slow part: a finished entry is not redone
-        return read_json(entry_path)
+        entry = read_json(entry_path)
+        if entry.get("config_digest") != config_digest(cfg):
+            raise SkinternError(f"{entry_path}: finished with a different config; pick another `name` or remove {run_dir}")
+        return entry
     student = load_student(cfg.student.model, cfg.student.dtype)
     method = get_method(name)(Context(cfg=cfg, data=rd, student=student, run_dir=run_dir))
     stats = method.fit()
@@ -128,6 +140,7 @@ def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> dict:
     if stats is not None:
         entry["train"] = stats.to_dict()
         entry["train_time_s"] = stats.seconds
+    entry["config_digest"] = config_digest(cfg)
     write_json(entry_path, entry)
     return entry
 
