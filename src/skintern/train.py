@@ -92,11 +92,10 @@ def finetune(
     seed: int = 42,
     epochs: float | None = None,
     desc: str = "train",
-    callbacks: Sequence[TrainerCallback] = (),
 ) -> tuple[object, TrainStats]:
     """Train `model` on `examples`; returns the (possibly LoRA-wrapped) model and its stats.
 
-    `callbacks` go to the `Trainer`; with $SKINTERN_STAGE_LOG set, a `StageLog` is added too."""
+    With $SKINTERN_STAGE_LOG set, every rank logs the stage of each step there (`StageLog`)."""
     output_dir = Path(output_dir)
     done = output_dir / "done.json"
     model = with_lora(model, cfg)
@@ -148,7 +147,7 @@ def finetune(
         args=args,
         train_dataset=rows,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        callbacks=[*callbacks, *([StageLog(os.environ["SKINTERN_STAGE_LOG"], desc)] if os.environ.get("SKINTERN_STAGE_LOG") else [])],
+        callbacks=[StageLog(os.environ["SKINTERN_STAGE_LOG"], desc)] if os.environ.get("SKINTERN_STAGE_LOG") else None,
     )
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last:
