@@ -11,6 +11,7 @@ the unfinished one restarts from its newest checkpoint."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 from skintern.data import Example
@@ -25,7 +26,7 @@ from skintern.train import SFTExample, TrainStats
 class SKIntern(Method):
     name = "skintern"
 
-    @property
+    @cached_property
     def schedule(self) -> Schedule:
         return build_schedule(self.ctx.cfg.schedule)
 
@@ -40,16 +41,16 @@ class SKIntern(Method):
     def training_items(self) -> tuple[list[Example], KnowledgeStore]:
         """Items with teacher knowledge; the rest are left out, or generated when knowledge.missing = teacher."""
         rd, cfg = self.ctx.data, self.ctx.cfg
+        if cfg.knowledge.missing not in ("skip", "teacher"):
+            raise SkinternError(f"knowledge.missing: expected 'skip' or 'teacher', got {cfg.knowledge.missing!r}")
         store = rd.knowledge
+        if not any(s.knowledge_keep_rate for s in self.schedule.stages):
+            return list(rd.train), store  # knowledge ablated away: every item with a rationale can train
         covered, missing = store.split_covered(rd.train)
-        if missing and cfg.knowledge.missing == "teacher" and any(s.knowledge_keep_rate for s in self.schedule.stages):
+        if missing and cfg.knowledge.missing == "teacher":
             store = KnowledgeStore([*store, *self._teach_knowledge(missing)])
             covered, missing = store.split_covered(rd.train)
-        elif cfg.knowledge.missing not in ("skip", "teacher"):
-            raise SkinternError(f"knowledge.missing: expected 'skip' or 'teacher', got {cfg.knowledge.missing!r}")
-        if not any(s.knowledge_keep_rate for s in self.schedule.stages):
-            covered = rd.train  # knowledge ablated away: every item with a rationale can train
-        elif missing:
+        if missing:
             print(f"skintern: {len(missing)} training items have no teacher knowledge and are left out "
                   f"({len(covered)} train); set knowledge.missing: teacher to generate it", flush=True)
         if not covered:
