@@ -13,10 +13,14 @@ ANSWER_SENTENCE = "Therefore, the answer is {}."
 COT_TRIGGER = "A: Let's think step by step."
 STOP_STRINGS = ("\nQ:",)  # the student continues with the next question when it is done
 
+def task_head(description: str) -> str:
+    """The task description as the first paragraph of a prompt (nothing when there is none)."""
+    return f"{description.strip()}\n\n" if description.strip() else ""
+
+
 def cot_prompt(description: str, question: str) -> str:
     """Std-CoT prompt: task description + question. Also the final SKIntern stage and every SKIntern inference."""
-    head = f"{description.strip()}\n\n" if description.strip() else ""
-    return f"{head}Q: {question.strip()}\n{COT_TRIGGER}"
+    return augmented_prompt(description, question)
 
 
 def rationale_body(rationale: str) -> str:
@@ -46,10 +50,9 @@ def augmented_prompt(
     """Question plus what SKIntern (or KARD) adds to the input: worked examples and knowledge.
 
     With neither, this is exactly `cot_prompt`."""
-    head = f"{description.strip()}\n\n" if description.strip() else ""
     shots = "".join(f"{ex.strip()}\n\n" for ex in examples)
     know = f"Knowledge:\n{knowledge.strip()}\n\n" if knowledge and knowledge.strip() else ""
-    return f"{head}{shots}{know}Q: {question.strip()}\n{COT_TRIGGER}"
+    return f"{task_head(description)}{shots}{know}Q: {question.strip()}\n{COT_TRIGGER}"
 
 
 def cut_at_stop(text: str, stops: Sequence[str] = STOP_STRINGS) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from skintern.data import Example
 from skintern.errors import SkinternError
-from skintern.evaluate import Generation
+from skintern.evaluate import Generation, generate
 from skintern.prompts import cot_prompt, cot_target
 from skintern.train import SFTExample, TrainStats, finetune
 
@@ -73,8 +73,6 @@ class Method:
         return SFTExample(ex.id, prompt if prompt is not None else self.prompt(ex), cot_target(rationale, ex.answer))
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
-        from skintern.evaluate import generate
-
         cfg = self.ctx.cfg
         return generate(self.ctx.student.model, self.ctx.student.tokenizer, prompts, cfg.eval.batch_size, max_new_tokens)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from skintern.data import Example
 from skintern.methods import Method
-from skintern.prompts import rationale_body
+from skintern.prompts import rationale_body, task_head
 from skintern.train import SFTExample
 
 
@@ -25,8 +25,7 @@ class MTCoT(Method):
         return f" {ex.answer}."
 
     def _head(self, ex: Example) -> str:
-        description = self.ctx.data.description(ex).strip()
-        return f"{description}\n\n" if description else ""
+        return task_head(self.ctx.data.description(ex))
 
     def prompt(self, ex: Example) -> str:
         return self.answer_prompt(ex)
