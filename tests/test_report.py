@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from skintern.errors import SkinternError
-from skintern.report import load_results, render_report, summary_table
+from skintern.report import load_results, merge_results, render_report, summary_table
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -137,3 +137,32 @@ def test_render_validates_dicts_too(tmp_path):
     with pytest.raises(SkinternError, match="method"):
         render_report({"runs": [{"eval": {}}]}, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_merge_labels_repeated_methods_with_their_run_name(results, tmp_path):
+    ablation = {"name": "no-knowledge", "student": results["student"], "schedule": results["schedule"],
+                "runs": [copy.deepcopy(next(r for r in results["runs"] if r["method"] == "skintern"))]}
+    ablation["runs"][0]["eval"]["bbh"]["accuracy"] = 0.125
+    merged = merge_results([results, ablation])
+    rows = _rows_by_method(merged)
+    assert set(rows) == {"prompt", "std-cot", "kard", "skintern [quickstart]", "skintern [no-knowledge]"}
+    assert rows["skintern [no-knowledge]"]["bbh"] == 0.125
+    assert rows["skintern [quickstart]"]["bbh"] == _rows_by_method(results)["skintern"]["bbh"]
+    assert "schedule" not in merged and merged["student"] == results["student"]
+    assert merge_results([results]) is results
+
+
+def test_report_command_merges_files(results, tmp_path, capsys):
+    from skintern.cli import main
+
+    other = copy.deepcopy(results)
+    other["name"] = "seed-43"
+    other_path = tmp_path / "other.json"
+    other_path.write_text(json.dumps(other))
+    assert main(["report", str(FIXTURE), str(other_path), "--out", str(tmp_path / "out"), "--title", "Both"]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.startswith("# Both") and "| std-cot [seed-43] |" in report and "| std-cot [quickstart] |" in report
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"runs": [{"method": "x", "eval": {}, "label": 3}]}))
+    assert main(["report", str(bad), "--out", str(tmp_path / "bad")]) == 2
+    assert "runs[0]: field 'label' must be a string" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from skintern.prompts import cot_prompt
 from skintern.run import load_run_data
 from skintern.schedule import ScheduleConfig, build_schedule
 from skintern.student import load_student
+from skintern.train import pair_length
 
 TASKS = ["sports_understanding", "date_understanding"]
 
@@ -216,3 +217,25 @@ def test_missing_knowledge_is_generated_by_the_teacher_when_configured(tmp_path,
     assert items == rd.train  # every item now has knowledge
     assert store.get(missing[0].task, missing[0].index).summary.startswith("1. Name the sport")
     assert (cfg.run_dir / "teacher" / "knowledge.jsonl").is_file()
+
+
+def test_prompts_over_max_length_drop_their_least_similar_examples(tmp_path, tiny_student_dir, shared_data, capsys):
+    cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
+    rd = load_run_data(cfg)
+    full = get_method("skintern")(Context(cfg=cfg, data=rd, student=load_student(cfg.student.model), run_dir=cfg.run_dir))
+    untrimmed = full.stage_examples()[0]
+    tokenizer = full.ctx.student.tokenizer
+    lengths = sorted(pair_length(tokenizer, r) for r in untrimmed)
+    cfg.train.max_length = lengths[len(lengths) // 2]  # half the stage-0 pairs are too long
+    capsys.readouterr()
+    trimmed = full.stage_examples()[0]
+    assert "keep fewer examples" in capsys.readouterr().out
+    assert len(trimmed) == len(untrimmed)  # no item is lost
+    for before, after in zip(untrimmed, trimmed):
+        if pair_length(tokenizer, before) <= cfg.train.max_length:
+            assert after == before
+        else:
+            n_before, n_after = before.prompt.count("Q: "), after.prompt.count("Q: ")
+            assert n_after < n_before and after.target == before.target
+            assert pair_length(tokenizer, after) <= cfg.train.max_length or n_after == 1  # only the item's own Q left
+            assert after.prompt.split("Knowledge:")[1] == before.prompt.split("Knowledge:")[1]  # knowledge + question kept

@@ -47,6 +47,14 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from skintern.report import load_results, merge_results, render_report
+
+    written = render_report(merge_results([load_results(p) for p in args.results]), args.out, title=args.title)
+    print(f"report: {written['md']}")
+    return 0
+
+
 def _cmd_import_teacher(args) -> int:
     from skintern import data as D
     from skintern.teacher import import_rationales
@@ -98,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "eval":
             p.add_argument("--weights", default=None, help="trained weights folder (default: the run's final training output)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("report", help="render one report from one or more results.json (a compare plus ablation runs)")
+    p.add_argument("results", nargs="+", help="results.json files; a method found in several is labelled with its run name")
+    p.add_argument("--out", required=True, help="folder for report.md, report.html and the plots")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("import-teacher", help="count the teacher rationales kept (correct answer) per BBH task")
     p.add_argument("--data-dir", default=None)

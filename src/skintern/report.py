@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import os
+from collections import Counter
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
@@ -59,6 +60,8 @@ def _validate_run(run: Any, where: str) -> None:
         _require(entry, "n", int, f"{where}.eval.{dataset}")
         _require_numbers(entry, "per_task", f"{where}.eval.{dataset}")
     _require_numbers(run, "accuracy_std", where)
+    if run.get("label") is not None:
+        _require(run, "label", str, where)
     for key in _OPTIONAL_NUMBERS:
         if run.get(key) is not None:
             _require(run, key, Real, where)
@@ -97,6 +100,31 @@ def load_results(path: str | os.PathLike) -> dict:
     return validate_results(read_json(path), str(path))
 
 
+def merge_results(results: list[dict]) -> dict:
+    """Several results.json as one report (a compare plus its ablation runs, say), runs in the order given.
+
+    A method that occurs in more than one of them is labelled with its run name, "skintern [no-knowledge]".
+    The schedule section is kept only when a single input has one, since it describes one run."""
+    if len(results) == 1:
+        return results[0]
+    names = [r.get("name", f"results {i + 1}") for i, r in enumerate(results)]
+    counts = Counter(run["method"] for r in results for run in r["runs"])
+    merged: dict[str, Any] = {"name": " + ".join(names), "runs": []}
+    for name, one in zip(names, results):
+        for run in one["runs"]:
+            run = {"student": one.get("student"), **run}
+            if counts[run["method"]] > 1 and not run.get("label"):
+                run["label"] = f"{run['method']} [{name}]"
+            merged["runs"].append(run)
+    students = {r.get("student") for r in results}
+    if len(students) == 1:
+        merged["student"] = students.pop()
+    schedules = [r["schedule"] for r in results if "schedule" in r]
+    if len(schedules) == 1:
+        merged["schedule"] = schedules[0]
+    return merged
+
+
 # ---------------------------------------------------------------- numbers
 
 
@@ -126,7 +154,9 @@ def _total_flops(run: dict) -> float | None:
 
 
 def _label(run: dict, results: dict) -> str:
-    """The method name, plus the student when it differs from the report's student."""
+    """The run's own label if it has one, else the method, plus the student when it differs from the report's."""
+    if run.get("label"):
+        return run["label"]
     student = run.get("student")
     if student and student != results.get("student"):
         return f"{run['method']} ({student})"

@@ -46,12 +46,22 @@ class TrainStats:
         return {k: v for k, v in vars(self).items() if v is not None}
 
 
+def _encode(tokenizer, ex: SFTExample) -> tuple[list[int], list[int]]:
+    prompt_ids = tokenizer(ex.prompt).input_ids
+    return prompt_ids, tokenizer(ex.target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+
+def pair_length(tokenizer, ex: SFTExample) -> int:
+    """Tokens the pair takes in training (prompt + target + EOS), to compare with train.max_length."""
+    prompt_ids, target_ids = _encode(tokenizer, ex)
+    return len(prompt_ids) + len(target_ids)
+
+
 def tokenize(tokenizer, examples: Sequence[SFTExample], max_length: int) -> tuple[list[dict], int]:
     """input_ids = prompt + target + EOS; labels mask the prompt with -100. Too-long pairs are dropped."""
     rows, dropped = [], 0
     for ex in examples:
-        prompt_ids = tokenizer(ex.prompt).input_ids
-        target_ids = tokenizer(ex.target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        prompt_ids, target_ids = _encode(tokenizer, ex)
         ids = prompt_ids + target_ids
         if len(ids) > max_length:
             dropped += 1

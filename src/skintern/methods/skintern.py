@@ -20,7 +20,7 @@ from skintern.knowledge import KnowledgeRecord, KnowledgeStore
 from skintern.methods import Method
 from skintern.prompts import augmented_prompt, worked_example
 from skintern.schedule import Schedule, Stage, build_schedule
-from skintern.train import SFTExample, TrainStats
+from skintern.train import SFTExample, TrainStats, pair_length
 
 
 class SKIntern(Method):
@@ -75,13 +75,28 @@ class SKIntern(Method):
         rd = self.ctx.data
         out = {}
         for stage in stages:
-            rows = []
+            rows, trimmed = [], 0
             for ex in items:
                 knowledge = compressed[stage.knowledge_keep_rate][ex.id] if stage.knowledge_keep_rate else None
                 shots = [worked_example(n.question, rd.rationales[n.id], n.answer) for n in neighbours[ex.id][: stage.num_examples]]
-                rows.append(self.cot_pair(ex, augmented_prompt(rd.description(ex), ex.question, knowledge, shots)))
+                pair, kept = self._fitting_pair(ex, knowledge, shots)
+                rows.append(pair)
+                trimmed += kept < len(shots)
+            if trimmed:
+                print(f"skintern: stage {stage.stage}: {trimmed} of {len(rows)} prompts over train.max_length="
+                      f"{self.ctx.cfg.train.max_length} tokens keep fewer examples", flush=True)
             out[stage.stage] = rows
         return out
+
+    def _fitting_pair(self, ex: Example, knowledge: str | None, shots: list[str]) -> tuple[SFTExample, int]:
+        """The item's pair, without its least similar examples while it is over train.max_length, and how many
+        examples it kept. Dropping the whole item instead would train early stages on fewer, shorter items."""
+        description, max_length = self.ctx.data.description(ex), self.ctx.cfg.train.max_length
+        while True:
+            pair = self.cot_pair(ex, augmented_prompt(description, ex.question, knowledge, shots))
+            if not shots or pair_length(self.ctx.student.tokenizer, pair) <= max_length:
+                return pair, len(shots)
+            shots = shots[:-1]
 
     def _neighbours(self, items: list[Example], k: int) -> dict[str, list[Example]]:
         """The k most similar training items (with a teacher rationale) of each item, never itself."""
