@@ -150,6 +150,10 @@ def test_merge_labels_repeated_methods_with_their_run_name(results, tmp_path):
     assert rows["skintern [quickstart]"]["bbh"] == _rows_by_method(results)["skintern"]["bbh"]
     assert "schedule" not in merged and merged["student"] == results["student"]
     assert merge_results([results]) is results
+    only = merge_results([results, ablation], methods=["skintern", "prompt"])
+    assert [r.get("label", r["method"]) for r in only["runs"]] == ["prompt", "skintern [quickstart]", "skintern [no-knowledge]"]
+    with pytest.raises(SkinternError, match="no run of method cascod"):
+        merge_results([results], methods=["cascod"])
 
 
 def test_report_command_merges_files(results, tmp_path, capsys):

@@ -50,7 +50,9 @@ def _cmd_eval(args) -> int:
 def _cmd_report(args) -> int:
     from skintern.report import load_results, merge_results, render_report
 
-    written = render_report(merge_results([load_results(p) for p in args.results]), args.out, title=args.title)
+    methods = args.methods.split(",") if args.methods else None
+    merged = merge_results([load_results(p) for p in args.results], methods)
+    written = render_report(merged, args.out, title=args.title)
     print(f"report: {written['md']}")
     return 0
 
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render one report from one or more results.json (a compare plus ablation runs)")
     p.add_argument("results", nargs="+", help="results.json files; a method found in several is labelled with its run name")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and the plots")
+    p.add_argument("--methods", default=None, help="comma-separated methods to keep (default: all)")
     p.add_argument("--title", default=None)
     p.set_defaults(func=_cmd_report)
 

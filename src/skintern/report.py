@@ -100,11 +100,17 @@ def load_results(path: str | os.PathLike) -> dict:
     return validate_results(read_json(path), str(path))
 
 
-def merge_results(results: list[dict]) -> dict:
-    """Several results.json as one report (a compare plus its ablation runs, say), runs in the order given.
+def merge_results(results: list[dict], methods: list[str] | None = None) -> dict:
+    """Several results.json as one report (a compare plus its ablation runs, say), runs in the order given,
+    only those of `methods` if given.
 
     A method that occurs in more than one of them is labelled with its run name, "skintern [no-knowledge]".
     The schedule section is kept only when a single input has one, since it describes one run."""
+    if methods is not None:
+        results = [{**r, "runs": [run for run in r["runs"] if run["method"] in methods]} for r in results]
+        results = [r for r in results if r["runs"]]
+        if not results:
+            raise SkinternError(f"no run of method {', '.join(methods)} in the results given")
     if len(results) == 1:
         return results[0]
     names = [r.get("name", f"results {i + 1}") for i, r in enumerate(results)]
