@@ -58,7 +58,9 @@ def test_markdown_content(rendered):
     assert "| prompt | 20.0 | 15.0 | 18.0 | 40.0 | 25.0 | 1.0 | 20.0 | 24.5 |" in md
     assert "| kard | 33.0 | 24.0 | 21.0 | 46.0 | – | – | 33.0 | 30.3 |" in md
     assert "| skintern | 36.0 ± 1.2 | 26.0 ± 2.0 | 22.0 | 48.0 | 32.0 | 5.0 | 36.0 | 32.0 |" in md
-    assert "| kard | 520.0 | 140.0 | 129.20 | 43.05 | 172.25 | 1.35 | 355 |" in md
+    # Cost relative to std-cot: 520 / 120.5 prompt tokens, 172.25 / 68.8 GFLOPs.
+    assert "| kard | 520.0 | 140.0 | 129.20 | 43.05 | 172.25 | 1.35 | 355 | 4.32× | 2.50× |" in md
+    assert "| std-cot | 120.5 | 150.2 | 26.65 | 42.15 | 68.80 |" in md and "| 1.00× | 1.00× |" in md
     assert "- std-cot: bbh +11.2 pp, bbsub +7.0 pp" in md
     # kard's agieval was scored on 150 items, the baseline on 200: not compared.
     assert "- kard: bbh +13.0 pp, bbsub +9.0 pp, arc-easy +6.0 pp (not comparable, different n: agieval)" in md
@@ -98,7 +100,15 @@ def test_optional_parts_are_omitted(results, tmp_path):
     assert set(paths) == {"md", "html", "per_task.png"}
     md = paths["md"].read_text(encoding="utf-8")
     assert md.startswith("# Minimal") and "## Schedule" not in md and "untrained student" not in md
-    assert "| kard | 520.0 | 140.0 | – | – | – | 1.35 | 355 |" in md
+    assert "| kard | 520.0 | 140.0 | – | – | – | 1.35 | 355 | 4.32× | – |" in md
+
+
+def test_cost_ratios_need_a_std_cot_run(results, tmp_path):
+    without = copy.deepcopy(results)
+    without["runs"] = [r for r in without["runs"] if r["method"] != "std-cot"]
+    md = render_report(without, tmp_path)["md"].read_text(encoding="utf-8")
+    assert "× std-cot" not in md
+    assert "| kard | 520.0 | 140.0 | 129.20 | 43.05 | 172.25 | 1.35 | 355 |\n" in md
 
 
 def _write(tmp_path: Path, results: dict) -> Path:

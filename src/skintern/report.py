@@ -24,6 +24,8 @@ from skintern.files import atomic_write_bytes, atomic_write_text, read_json
 IN_DOMAIN = ("bbh",)
 OUT_OF_DOMAIN = ("bbsub", "agieval", "arc-easy", "arc-challenge")
 BASELINE_METHOD = "prompt"
+# Inference cost is also given relative to plain CoT distillation, the cost SKIntern claims to keep.
+COST_REFERENCE_METHOD = "std-cot"
 _MISSING = "–"
 # Per-run scalars that may be absent or null; when present they must be numbers.
 _OPTIONAL_NUMBERS = ("prompt_tokens_per_query", "generated_tokens_per_query", "wall_time_per_query_s", "train_time_s")
@@ -200,12 +202,17 @@ def _baseline_deltas(run: dict, baseline: dict) -> tuple[list[tuple[str, float]]
     return deltas, skipped
 
 
-def _baseline_for(run: dict, results: dict) -> dict | None:
+def _baseline_for(run: dict, results: dict, method: str = BASELINE_METHOD) -> dict | None:
+    """The first run of `method` on the same student (the reference a run is compared with)."""
     student = run.get("student", results.get("student"))
     for candidate in results["runs"]:
-        if candidate["method"] == BASELINE_METHOD and candidate.get("student", results.get("student")) == student:
+        if candidate["method"] == method and candidate.get("student", results.get("student")) == student:
             return candidate
     return None
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    return _MISSING if value is None or not reference else f"{value / reference:.2f}×"
 
 
 # ---------------------------------------------------------------- document model
@@ -254,9 +261,17 @@ def _accuracy_table(results: dict) -> _Table:
 def _cost_table(results: dict) -> _Table:
     headers = ["Method", "Prompt tok/query", "Gen tok/query", "Prefill GFLOPs", "Generation GFLOPs",
                "Total GFLOPs", "Wall s/query", "Train time s"]
+    references = [_baseline_for(run, results, COST_REFERENCE_METHOD) for run in results["runs"]]
+    with_ratios = any(references)
+    if with_ratios:
+        headers += [f"Prompt tok × {COST_REFERENCE_METHOD}", f"FLOPs × {COST_REFERENCE_METHOD}"]
     rows = []
-    for run in results["runs"]:
+    for run, reference in zip(results["runs"], references):
         flops = run.get("flops_per_query") or {}
+        ratios = [] if not with_ratios else [
+            _ratio(run.get("prompt_tokens_per_query"), reference and reference.get("prompt_tokens_per_query")),
+            _ratio(_total_flops(run), reference and _total_flops(reference)),
+        ]
         rows.append([
             _label(run, results),
             _num(run.get("prompt_tokens_per_query"), ".1f"),
@@ -266,6 +281,7 @@ def _cost_table(results: dict) -> _Table:
             _gflops(_total_flops(run)),
             _num(run.get("wall_time_per_query_s"), ".2f"),
             _num(run.get("train_time_s"), ",.0f"),
+            *ratios,
         ])
     return _Table(headers, rows)
 
