@@ -340,22 +340,31 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
-    ax = fig.add_subplot()
-    for key, name, marker in (("id_avg", "in-domain", "o"), ("ood_avg", "out-of-domain", "s")):
-        points = [(r["flops_per_query"], 100 * r[key], r["method"]) for r in rows
-                  if r["flops_per_query"] and r[key] is not None]
-        if not points:
-            continue
-        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=name)
+    """One panel per domain, so labels of methods that tie across domains do not pile up."""
+    panels = [(key, name) for key, name in (("id_avg", "in-domain"), ("ood_avg", "out-of-domain"))
+              if any(r["flops_per_query"] and r[key] is not None for r in rows)]
+    fig = Figure(figsize=(5.2 * len(panels), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (key, name) in zip(axes, panels):
+        points = sorted((r["flops_per_query"] / 1e9, 100 * r[key], r["method"]) for r in rows
+                        if r["flops_per_query"] and r[key] is not None)
+        ax.scatter([p[0] for p in points], [p[1] for p in points])
+        span = max(p[0] for p in points) - min(p[0] for p in points) or 1.0
+        placed: list[tuple[float, float, int]] = []
         for x, y, label in points:
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("FLOPs per query (prefill + generation)")
-    ax.set_ylabel("Accuracy (%)")
-    ax.set_title("Accuracy vs inference cost")
-    ax.legend()
-    ax.grid(True, alpha=0.3)
+            # Labels go up and to the right; one that would run into a label already placed on its left
+            # (about the same height, close by) goes below its point instead.
+            def clashes(dy: int) -> bool:
+                return any(d == dy and abs(y - py) < 1.5 and x - px < 0.25 * span for px, py, d in placed)
+            dy = 4 if not clashes(4) else -11
+            placed.append((x, y, dy))
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
+        ax.margins(x=0.15, y=0.1)
+        ax.set_xlabel("GFLOPs per query (prefill + generation)")
+        ax.set_title(f"{name} average")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("Accuracy (%)")
+    fig.suptitle("Accuracy vs inference cost")
     return _save(fig, path)
 
 
