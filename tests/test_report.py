@@ -180,3 +180,38 @@ def test_report_command_merges_files(results, tmp_path, capsys):
     bad.write_text(json.dumps({"runs": [{"method": "x", "eval": {}, "label": 3}]}))
     assert main(["report", str(bad), "--out", str(tmp_path / "bad")]) == 2
     assert "runs[0]: field 'label' must be a string" in capsys.readouterr().err
+
+
+def _seed_results(seed: int, bbh: float, bbsub: float, arc: float) -> dict:
+    evals = {"bbh": (bbh, {"a": bbh}), "bbsub": (bbsub, {"b": bbsub}), "arc-easy": (arc, {"ARC-Easy": arc})}
+    run = {"method": "skintern", "prompt_tokens_per_query": 90.0 + seed,
+           "flops_per_query": {"prefill": 1e9, "generation": 2e9 * seed},
+           "eval": {d: {"accuracy": acc, "n": 10, "per_task": tasks} for d, (acc, tasks) in evals.items()}}
+    return {"name": f"seed-{seed}", "seed": seed, "student": "smollm2-135m", "runs": [run]}
+
+
+def test_seeds_combine_into_mean_and_spread_of_datasets_and_group_averages(tmp_path):
+    from skintern.run import combine_seeds
+
+    combined = combine_seeds([_seed_results(1, 0.2, 0.4, 0.6), _seed_results(2, 0.4, 0.2, 0.2)])
+    run = combined["runs"][0]
+    assert combined["seeds"] == [1, 2]
+    assert run["eval"]["bbh"]["accuracy"] == pytest.approx(0.3)
+    assert run["eval"]["bbh"]["per_seed"] == [0.2, 0.4]
+    assert run["accuracy_std"]["bbh"] == pytest.approx(0.1)
+    assert run["prompt_tokens_per_query"] == pytest.approx(91.5)
+    assert run["flops_per_query"]["generation"] == pytest.approx(3e9)
+    row = summary_table(combined)[0]
+    # OOD per seed: (0.4 + 0.6) / 2 = 0.5 and (0.2 + 0.2) / 2 = 0.2 -> mean 0.35, spread 0.15.
+    assert row["ood_avg"] == pytest.approx(0.35) and row["ood_std"] == pytest.approx(0.15)
+    assert row["id_std"] == pytest.approx(0.1)
+    md = render_report(combined, tmp_path)["md"].read_text(encoding="utf-8")
+    assert "| skintern | 30.0 ± 10.0 | 30.0 ± 10.0 | 40.0 ± 20.0 | 30.0 ± 10.0 | 35.0 ± 15.0 |" in md
+    assert "mean ± population std over seeds" in md
+
+
+def test_bad_per_seed_is_named(results, tmp_path):
+    bad = copy.deepcopy(results)
+    bad["runs"][0]["eval"]["bbh"]["per_seed"] = [0.2, "x"]
+    with pytest.raises(SkinternError, match=r"runs\[0\]\.eval\.bbh: field 'per_seed' must be a list of numbers"):
+        load_results(_write(tmp_path, bad))

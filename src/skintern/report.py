@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import os
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from numbers import Real
@@ -61,6 +62,9 @@ def _validate_run(run: Any, where: str) -> None:
         _require(entry, "accuracy", Real, f"{where}.eval.{dataset}")
         _require(entry, "n", int, f"{where}.eval.{dataset}")
         _require_numbers(entry, "per_task", f"{where}.eval.{dataset}")
+        per_seed = entry.get("per_seed", [])
+        if not isinstance(per_seed, list) or not all(isinstance(a, Real) and not isinstance(a, bool) for a in per_seed):
+            raise SkinternError(f"{where}.eval.{dataset}: field 'per_seed' must be a list of numbers")
     _require_numbers(run, "accuracy_std", where)
     if run.get("label") is not None:
         _require(run, "label", str, where)
@@ -156,6 +160,15 @@ def _group_avg(run: dict, group: tuple[str, ...]) -> float | None:
     return _mean([_accuracy(run, d) for d in group if d in run["eval"]])
 
 
+def _group_spread(run: dict, group: tuple[str, ...]) -> float | None:
+    """Spread over seeds of the group average: the population std of the per-seed means over the group's
+    datasets (None unless every dataset of the group present has the same two or more seeds)."""
+    per_seed = [run["eval"][d].get("per_seed") or [] for d in group if d in run["eval"]]
+    if not per_seed or len({len(accs) for accs in per_seed}) != 1 or len(per_seed[0]) < 2:
+        return None
+    return statistics.pstdev([statistics.fmean(seed) for seed in zip(*per_seed)])
+
+
 def _total_flops(run: dict) -> float | None:
     flops = run.get("flops_per_query")
     return float(flops["prefill"] + flops["generation"]) if flops else None
@@ -172,7 +185,8 @@ def _label(run: dict, results: dict) -> str:
 
 
 def summary_table(results: dict) -> list[dict]:
-    """One row per run: method, accuracy per dataset, ID/OOD averages and per-query cost (None when absent)."""
+    """One row per run: method, accuracy per dataset, ID/OOD averages with their spread over seeds and
+    per-query cost (None when absent)."""
     datasets = _datasets(results)
     rows = []
     for run in results["runs"]:
@@ -180,6 +194,8 @@ def summary_table(results: dict) -> list[dict]:
         row.update({d: _accuracy(run, d) for d in datasets})
         row["id_avg"] = _group_avg(run, IN_DOMAIN)
         row["ood_avg"] = _group_avg(run, OUT_OF_DOMAIN)
+        row["id_std"] = _group_spread(run, IN_DOMAIN)
+        row["ood_std"] = _group_spread(run, OUT_OF_DOMAIN)
         row["prompt_tokens"] = run.get("prompt_tokens_per_query")
         row["generated_tokens"] = run.get("generated_tokens_per_query")
         row["flops_per_query"] = _total_flops(run)
@@ -254,8 +270,12 @@ def _accuracy_table(results: dict) -> _Table:
     for run, row in zip(results["runs"], summary_table(results)):
         std = run.get("accuracy_std") or {}
         cells = [_pct(row[d], std.get(d) if row[d] is not None else None) for d in datasets]
-        rows.append([row["method"], *cells, _pct(row["id_avg"]), _pct(row["ood_avg"])])
+        rows.append([row["method"], *cells, _pct(row["id_avg"], row["id_std"]), _pct(row["ood_avg"], row["ood_std"])])
     return _Table(headers, rows)
+
+
+def _has_spread(results: dict) -> bool:
+    return any(run.get("accuracy_std") for run in results["runs"])
 
 
 def _cost_table(results: dict) -> _Table:
@@ -409,7 +429,8 @@ def _sections(results: dict, images: dict[str, Path]) -> list[tuple[str, list[_B
     """The report's content, independent of the output format."""
     sections: list[tuple[str, list[_Block]]] = [
         ("Accuracy", ["Accuracy in percent. ID = in-domain (" + ", ".join(IN_DOMAIN) + "), OOD = out-of-domain "
-                      "(" + ", ".join(OUT_OF_DOMAIN) + "), averaged over the datasets present.",
+                      "(" + ", ".join(OUT_OF_DOMAIN) + "), averaged over the datasets present."
+                      + (" a ± b: mean ± population std over seeds." if _has_spread(results) else ""),
                       _accuracy_table(results)]),
         ("Inference cost", [_cost_table(results)]),
     ]
