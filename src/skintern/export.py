@@ -91,7 +91,7 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 def model_card(cfg: RunConfig, results: dict, method: str, merged: bool) -> str:
     """README.md: what the model is, how it was trained, what it scored, and how to prompt it."""
-    from skintern.report import summary_table
+    from skintern.report import dataset_columns, summary_table
     from skintern.schedule import build_schedule
 
     t = cfg.train
@@ -112,8 +112,7 @@ def model_card(cfg: RunConfig, results: dict, method: str, merged: bool) -> str:
     if method == "skintern":
         lines += ["", "## SKIntern schedule", "", "```", build_schedule(cfg.schedule).table(), "```"]
     rows = summary_table(results) if results.get("runs") else []
-    datasets = [k for k in (rows[0] if rows else {}) if k not in
-                ("method", "id_avg", "ood_avg", "prompt_tokens", "generated_tokens", "flops_per_query", "wall_time_s")]
+    datasets = dataset_columns(results) if rows else []
     if rows:
         lines += ["", "## Results (accuracy, %)", "", "| method | " + " | ".join(datasets) + " | prompt tokens/query |",
                   "|---" * (len(datasets) + 2) + "|"]

@@ -140,7 +140,7 @@ def merge_results(results: list[dict], methods: list[str] | None = None) -> dict
 # ---------------------------------------------------------------- numbers
 
 
-def _datasets(results: dict) -> list[str]:
+def dataset_columns(results: dict) -> list[str]:
     """Datasets present in any run: in-domain first, then out-of-domain, then the rest as found."""
     seen = {d: None for run in results["runs"] for d in run["eval"]}
     known = [d for d in IN_DOMAIN + OUT_OF_DOMAIN if d in seen]
@@ -187,7 +187,7 @@ def _label(run: dict, results: dict) -> str:
 def summary_table(results: dict) -> list[dict]:
     """One row per run: method, accuracy per dataset, ID/OOD averages with their spread over seeds and
     per-query cost (None when absent)."""
-    datasets = _datasets(results)
+    datasets = dataset_columns(results)
     rows = []
     for run in results["runs"]:
         row: dict[str, Any] = {"method": _label(run, results)}
@@ -264,7 +264,7 @@ def _gflops(value: float | None) -> str:
 
 
 def _accuracy_table(results: dict) -> _Table:
-    datasets = _datasets(results)
+    datasets = dataset_columns(results)
     headers = ["Method"] + datasets + ["ID avg", "OOD avg"]
     rows = []
     for run, row in zip(results["runs"], summary_table(results)):
