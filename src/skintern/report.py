@@ -374,11 +374,9 @@ def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
         for x, y, label in points:
             # Labels go up and to the right; one that would run into a label already placed on its left
             # (about the same height, close by) goes below its point instead.
-            def clashes(dy: int) -> bool:
-                return any(d == dy and abs(y - py) < 1.5 and x - px < 0.25 * span for px, py, d in placed)
-            dy = 4 if not clashes(4) else -11
-            placed.append((x, y, dy))
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
+            clash = any(dy == 4 and abs(y - py) < 1.5 and x - px < 0.25 * span for px, py, dy in placed)
+            placed.append((x, y, -11 if clash else 4))
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, placed[-1][2]), fontsize=8)
         ax.margins(x=0.15, y=0.1)
         ax.set_xlabel("GFLOPs per query (prefill + generation)")
         ax.set_title(f"{name} average")
