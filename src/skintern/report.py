@@ -369,14 +369,16 @@ def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
         points = sorted((r["flops_per_query"] / 1e9, 100 * r[key], r["method"]) for r in rows
                         if r["flops_per_query"] and r[key] is not None)
         ax.scatter([p[0] for p in points], [p[1] for p in points])
-        span = max(p[0] for p in points) - min(p[0] for p in points) or 1.0
-        placed: list[tuple[float, float, int]] = []
+        span = (max(p[0] for p in points) - min(p[0] for p in points) or 1.0) * 1.3  # with the x margins
+        placed: list[tuple[float, float, float, int]] = []  # x, y, label width in data units, offset
         for x, y, label in points:
-            # Labels go up and to the right; one that would run into a label already placed on its left
-            # (about the same height, close by) goes below its point instead.
-            clash = any(dy == 4 and abs(y - py) < 1.5 and x - px < 0.25 * span for px, py, dy in placed)
-            placed.append((x, y, -11 if clash else 4))
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, placed[-1][2]), fontsize=8)
+            # Labels go to the right of their point, above it unless that runs into a label already
+            # placed on its left at about the same height; then below, then further up or down.
+            def clear(dy: int) -> bool:
+                return not any(d == dy and abs(y - py) < 1.5 and x - px < w for px, py, w, d in placed)
+            dy = next((d for d in (4, -11, 15, -22) if clear(d)), 4)
+            placed.append((x, y, span * len(label) * 6 / 340, dy))
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
         ax.margins(x=0.15, y=0.1)
         ax.set_xlabel("GFLOPs per query (prefill + generation)")
         ax.set_title(f"{name} average")
