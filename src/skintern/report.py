@@ -359,6 +359,15 @@ def _save(fig: Figure, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def _label_offset(x: float, y: float, placed: list[tuple[float, float, float, int]]) -> int:
+    """Vertical offset (points) of a label written right of (x, y): above the point unless that runs into
+    a label already placed on its left at about the same height; then below, then further up or down."""
+    for dy in (4, -11, 15, -22):
+        if not any(d == dy and abs(y - py) < 1.5 and x - px < width for px, py, width, d in placed):
+            return dy
+    return 4
+
+
 def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
     """One panel per domain, so labels of methods that tie across domains do not pile up."""
     panels = [(key, name) for key, name in (("id_avg", "in-domain"), ("ood_avg", "out-of-domain"))
@@ -372,11 +381,7 @@ def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
         span = (max(p[0] for p in points) - min(p[0] for p in points) or 1.0) * 1.3  # with the x margins
         placed: list[tuple[float, float, float, int]] = []  # x, y, label width in data units, offset
         for x, y, label in points:
-            # Labels go to the right of their point, above it unless that runs into a label already
-            # placed on its left at about the same height; then below, then further up or down.
-            def clear(dy: int) -> bool:
-                return not any(d == dy and abs(y - py) < 1.5 and x - px < w for px, py, w, d in placed)
-            dy = next((d for d in (4, -11, 15, -22) if clear(d)), 4)
+            dy = _label_offset(x, y, placed)
             placed.append((x, y, span * len(label) * 6 / 340, dy))
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
         ax.margins(x=0.15, y=0.1)
