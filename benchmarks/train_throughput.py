@@ -1,5 +1,6 @@
 """Training tokens/s: the SKIntern progressive trainer (`train.finetune` stage after stage) against one
-plain `transformers.Trainer` on the same tokenized rows for the same total steps; prints the overhead.
+plain `transformers.Trainer` on the same tokenized rows, in the same order (sequential sampling, so its
+batches pad like the per-stage ones), for the same total steps; prints the overhead.
 
 The progressive trainer pays for a Trainer per stage (set-up, a save of `final/`, done.json); the target
 is < 10 % overhead. Default: a tiny in-code Llama, so it runs in a minute on CPU; --model smollm2-135m
@@ -65,6 +66,8 @@ def main() -> None:
     tokens = sum(len(r["input_ids"]) for ex in per_stage for r in tokenize(tok, ex, cfg.max_length)[0])
 
     with tempfile.TemporaryDirectory() as tmp:
+        model, tok = load(args.model)  # untimed warm-up step, so neither side pays first-run costs
+        finetune(model, tok, per_stage[0][: args.batch], cfg, Path(tmp) / "warm-up", seed=0)
         model, tok = load(args.model)
         start = time.perf_counter()
         for s, examples in enumerate(per_stage):
@@ -77,7 +80,8 @@ def main() -> None:
         targs = TrainingArguments(output_dir=str(Path(tmp) / "plain"), per_device_train_batch_size=args.batch,
                                   max_steps=args.stages * args.steps_per_stage, learning_rate=cfg.learning_rate,
                                   save_strategy="no", report_to="none", use_cpu=True, logging_steps=10_000,
-                                  remove_unused_columns=False, disable_tqdm=True, dataloader_pin_memory=False)
+                                  remove_unused_columns=False, disable_tqdm=True, dataloader_pin_memory=False,
+                                  train_sampling_strategy="sequential")
         trainer = Trainer(model=with_lora(model, cfg), args=targs, train_dataset=rows,
                           data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
         start = time.perf_counter()
