@@ -156,6 +156,27 @@ def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir,
     assert (run_dir / "accuracy_vs_flops.png").stat().st_size > 1000 and (run_dir / "report.html").is_file()
 
 
+def test_compare_over_seeds_trains_per_seed_and_reuses_untrained_evaluations(tmp_path, tiny_student_dir, shared_data):
+    config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": ["sports_understanding"]},
+                          eval={"per_task": 2}, train={"max_steps": 1},
+                          compare={"methods": ["prompt", "std-cot"], "seeds": [1, 2]})
+    assert main(["compare", str(config)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    entry = lambda seed, m: json.loads((run_dir / f"seed-{seed}" / "entries" / f"{m}.json").read_text())  # noqa: E731
+    assert entry(2, "prompt")["reused_from_seed"] == 1 and "reused_from_seed" not in entry(1, "prompt")
+    assert entry(2, "prompt")["eval"] == entry(1, "prompt")["eval"]
+    assert not (run_dir / "seed-2" / "predictions" / "prompt-bbh.jsonl").exists()  # not evaluated again
+    assert "reused_from_seed" not in entry(2, "std-cot") and entry(2, "std-cot")["train"]["steps"] == 1
+    combined = json.loads((run_dir / "results.json").read_text())
+    by = {r["method"]: r for r in combined["runs"]}
+    assert combined["seeds"] == [1, 2] and by["prompt"]["accuracy_std"]["bbh"] == 0.0
+    assert by["std-cot"]["eval"]["bbh"]["per_seed"] == [entry(s, "std-cot")["eval"]["bbh"]["accuracy"] for s in (1, 2)]
+    # a rerun finds every entry, the reused ones included, and changes nothing
+    before = (run_dir / "results.json").read_text()
+    assert main(["compare", str(config)]) == 0
+    assert json.loads((run_dir / "results.json").read_text())["runs"] == json.loads(before)["runs"]
+
+
 def test_a_finished_run_refuses_a_changed_config(tmp_path, tiny_student_dir, shared_data, capsys):
     config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": ["sports_understanding"]},
                           eval={"per_task": 1}, train={"max_steps": 1})

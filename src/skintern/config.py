@@ -90,6 +90,7 @@ class MethodConfig:
 @dataclass
 class CompareConfig:
     methods: list[str] = field(default_factory=lambda: ["prompt", "std-cot", "skintern"])
+    # more than one: runs/<name>/seed-<s>/ each, then mean ± spread; untrained methods are evaluated once
     seeds: list[int] = field(default_factory=lambda: [42])
 
 

@@ -208,16 +208,32 @@ def compare_seeds(cfg: RunConfig) -> Path:
         single = copy.deepcopy(cfg)
         single.seed = cfg.compare.seeds[0]
         return run(single, compare=True)
-    per_seed = []
+    per_seed, first = [], None
     for seed in cfg.compare.seeds:
         one = copy.deepcopy(cfg)
         one.seed, one.output_dir, one.name = seed, str(cfg.run_dir), f"seed-{seed}"
+        if first is not None:
+            reuse_untrained_entries(first, one)
         per_seed.append(read_json(run(one, compare=True)))
+        first = first or one
     combined = combine_seeds(per_seed)
     combined.update(name=cfg.name, config=cfg.to_dict())
     path = write_json(cfg.run_dir / "results.json", combined)
     render_report(combined, cfg.run_dir, title=f"skintern compare: {cfg.name} ({len(per_seed)} seeds)")
     return path
+
+
+def reuse_untrained_entries(first: RunConfig, cfg: RunConfig) -> None:
+    """A method that does not train is a greedy evaluation of the same student, so the seed cannot change it:
+    later seeds take the first seed's finished entry instead of evaluating again."""
+    for name in methods_to_run(cfg, compare=True):
+        source = first.run_dir / "entries" / f"{name}.json"
+        target = cfg.run_dir / "entries" / f"{name}.json"
+        if get_method(name).trains or not source.is_file() or target.is_file():
+            continue
+        entry = read_json(source)  # the first seed's run checked its config_digest
+        entry.update(config_digest=config_digest(cfg), reused_from_seed=first.seed)
+        write_json(target, entry)
 
 
 def combine_seeds(per_seed: list[dict]) -> dict:
