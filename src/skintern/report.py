@@ -369,18 +369,19 @@ def _label_offset(x: float, y: float, placed: list[tuple[float, float, float, in
 
 
 def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
-    """One panel per domain, so labels of methods that tie across domains do not pile up."""
-    panels = [(key, name) for key, name in (("id_avg", "in-domain"), ("ood_avg", "out-of-domain"))
-              if any(r["flops_per_query"] and r[key] is not None for r in rows)]
+    """One panel per domain, so labels of methods that tie across domains do not pile up; error bars show
+    the spread over seeds where there is one."""
+    panels = [(key, name) for key, name in (("id", "in-domain"), ("ood", "out-of-domain"))
+              if any(r["flops_per_query"] and r[f"{key}_avg"] is not None for r in rows)]
     fig = Figure(figsize=(5.2 * len(panels), 4.4), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (key, name) in zip(axes, panels):
-        points = sorted((r["flops_per_query"] / 1e9, 100 * r[key], r["method"]) for r in rows
-                        if r["flops_per_query"] and r[key] is not None)
-        ax.scatter([p[0] for p in points], [p[1] for p in points])
+        points = sorted((r["flops_per_query"] / 1e9, 100 * r[f"{key}_avg"], 100 * (r[f"{key}_std"] or 0.0), r["method"])
+                        for r in rows if r["flops_per_query"] and r[f"{key}_avg"] is not None)
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], fmt="o", capsize=3)
         span = (max(p[0] for p in points) - min(p[0] for p in points) or 1.0) * 1.3  # with the x margins
         placed: list[tuple[float, float, float, int]] = []  # x, y, label width in data units, offset
-        for x, y, label in points:
+        for x, y, _, label in points:
             dy = _label_offset(x, y, placed)
             placed.append((x, y, span * len(label) * 6 / 340, dy))
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
