@@ -62,11 +62,10 @@ def main() -> None:
     cfg = TrainConfig(finetune="lora", precision="fp32", batch_size=args.batch, epochs=1.0, save_steps=10_000,
                       logging_steps=10_000, warmup_ratio=0.0, group_by_length=False)
     per_stage = stage_examples(args.stages, args.batch * args.steps_per_stage)
-    _, tok = load(args.model)
+    model, tok = load(args.model)
     tokens = sum(len(r["input_ids"]) for ex in per_stage for r in tokenize(tok, ex, cfg.max_length)[0])
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model, tok = load(args.model)  # untimed warm-up step, so neither side pays first-run costs
+    with tempfile.TemporaryDirectory() as tmp:  # an untimed warm-up step, so neither side pays first-run costs
         finetune(model, tok, per_stage[0][: args.batch], cfg, Path(tmp) / "warm-up", seed=0)
         model, tok = load(args.model)
         start = time.perf_counter()
