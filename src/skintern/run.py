@@ -208,14 +208,16 @@ def compare_seeds(cfg: RunConfig) -> Path:
         single = copy.deepcopy(cfg)
         single.seed = cfg.compare.seeds[0]
         return run(single, compare=True)
-    per_seed, first = [], None
+    seed_cfgs = []
     for seed in cfg.compare.seeds:
         one = copy.deepcopy(cfg)
         one.seed, one.output_dir, one.name = seed, str(cfg.run_dir), f"seed-{seed}"
-        if first is not None:
-            reuse_untrained_entries(first, one)
+        seed_cfgs.append(one)
+    per_seed = []
+    for one in seed_cfgs:
+        if one is not seed_cfgs[0]:
+            reuse_untrained_entries(seed_cfgs[0], one)
         per_seed.append(read_json(run(one, compare=True)))
-        first = first or one
     combined = combine_seeds(per_seed)
     combined.update(name=cfg.name, config=cfg.to_dict())
     path = write_json(cfg.run_dir / "results.json", combined)
