@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from skintern.errors import SkinternError
-from skintern.report import load_results, merge_results, render_report, summary_table
+from skintern.report import _label_offsets, load_results, merge_results, render_report, summary_table
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -215,3 +215,15 @@ def test_bad_per_seed_is_named(results, tmp_path):
     bad["runs"][0]["eval"]["bbh"]["per_seed"] = [0.2, "x"]
     with pytest.raises(SkinternError, match=r"runs\[0\]\.eval\.bbh: field 'per_seed' must be a list of numbers"):
         load_results(_write(tmp_path, bad))
+
+
+def test_of_two_close_points_the_higher_one_gets_the_label_above():
+    # the compare-cpu ID panel (about 8.5 points per accuracy point): std-cot (32.5, 27.8) sorts left of
+    # skintern (33.3, 28.9), but skintern's label must stay above its own point and std-cot's go below,
+    # not the two swapped between them
+    std_cot, skintern, far_right = (32.5, 27.8, 20.0), (33.3, 28.9, 20.0), (100.0, 28.0, 20.0)
+    assert _label_offsets([std_cot, skintern, far_right], points_per_y=8.5) == [-11, 4, 4]
+    assert _label_offsets([skintern, std_cot], points_per_y=8.5) == [4, -11]
+    assert _label_offsets([std_cot, skintern], points_per_y=20.0) == [4, 4]  # 22 points apart: no clash
+    squeezed = (33.0, 28.3, 20.0)  # between both: the labels keep the points' top-to-bottom order
+    assert _label_offsets([std_cot, skintern, squeezed], points_per_y=8.5) == [-26, 4, -11]

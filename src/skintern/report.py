@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 import os
 import statistics
 from collections import Counter
@@ -359,13 +360,21 @@ def _save(fig: Figure, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _label_offset(x: float, y: float, placed: list[tuple[float, float, float, int]]) -> int:
-    """Vertical offset (points) of a label written right of (x, y): above the point unless that runs into
-    a label already placed on its left at about the same height; then below, then further up or down."""
-    for dy in (4, -11, 15, -22):
-        if not any(d == dy and abs(y - py) < 1.5 and x - px < width for px, py, width, d in placed):
-            return dy
-    return 4
+def _label_offsets(points: list[tuple[float, float, float]], points_per_y: float) -> list[int]:
+    """Vertical offsets (points) of labels written right of each (x, y, label width in x data units): above
+    the point, unless that runs into the label of a higher point; then one line further down each time.
+    Higher points are placed first, so close labels keep their points' top-to-bottom order and none sits
+    next to the wrong point."""
+    line = 11  # a fontsize-8 label's height, in points
+    offsets = [4] * len(points)
+    placed: list[int] = []
+    for i in sorted(range(len(points)), key=lambda i: -points[i][1]):
+        x, y, width = points[i]
+        clashes = lambda dy: any(abs((y - points[j][1]) * points_per_y + dy - offsets[j]) < line
+                                 and x < points[j][0] + points[j][2] and points[j][0] < x + width for j in placed)
+        offsets[i] = next(dy for dy in itertools.count(4, -line - 4) if not clashes(dy))
+        placed.append(i)
+    return offsets
 
 
 def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
@@ -373,17 +382,21 @@ def _plot_accuracy_vs_flops(rows: list[dict], path: Path) -> Path:
     the spread over seeds where there is one."""
     panels = [(key, name) for key, name in (("id", "in-domain"), ("ood", "out-of-domain"))
               if any(r["flops_per_query"] and r[f"{key}_avg"] is not None for r in rows)]
-    fig = Figure(figsize=(5.2 * len(panels), 4.4), layout="constrained")
+    points = {key: sorted((r["flops_per_query"] / 1e9, 100 * r[f"{key}_avg"], 100 * (r[f"{key}_std"] or 0.0), r["method"])
+                          for r in rows if r["flops_per_query"] and r[f"{key}_avg"] is not None) for key, _ in panels}
+    height = 4.4
+    tops = [y + err for panel in points.values() for _, y, err, _ in panel]
+    bottoms = [y - err for panel in points.values() for _, y, err, _ in panel]
+    # the panels share y; about 1.3 in of the figure height goes to titles and axis labels, 1.2 = y margins
+    points_per_y = (height - 1.3) * 72 / (((max(tops) - min(bottoms)) or 1.0) * 1.2)
+    fig = Figure(figsize=(5.2 * len(panels), height), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (key, name) in zip(axes, panels):
-        points = sorted((r["flops_per_query"] / 1e9, 100 * r[f"{key}_avg"], 100 * (r[f"{key}_std"] or 0.0), r["method"])
-                        for r in rows if r["flops_per_query"] and r[f"{key}_avg"] is not None)
-        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], fmt="o", capsize=3)
-        span = (max(p[0] for p in points) - min(p[0] for p in points) or 1.0) * 1.3  # with the x margins
-        placed: list[tuple[float, float, float, int]] = []  # x, y, label width in data units, offset
-        for x, y, _, label in points:
-            dy = _label_offset(x, y, placed)
-            placed.append((x, y, span * len(label) * 6 / 340, dy))
+        panel = points[key]
+        ax.errorbar([p[0] for p in panel], [p[1] for p in panel], yerr=[p[2] for p in panel], fmt="o", capsize=3)
+        span = (max(p[0] for p in panel) - min(p[0] for p in panel) or 1.0) * 1.3  # with the x margins
+        offsets = _label_offsets([(x, y, span * len(label) * 6 / 340) for x, y, _, label in panel], points_per_y)
+        for (x, y, _, label), dy in zip(panel, offsets):
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
         ax.margins(x=0.15, y=0.1)
         ax.set_xlabel("GFLOPs per query (prefill + generation)")
