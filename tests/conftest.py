@@ -12,7 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 CORPUS = [
     "Q: Is the following sentence plausible? \"Joao Moutinho caught the screen pass in the NFC championship.\"",
@@ -82,6 +81,8 @@ def tiny_student_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED_DATA / "bbh" / "split.json").is_file():
-        pytest.skip(f"shared benchmark data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The benchmark data: $SKINTERN_DATA_DIR, as the CLI reads it, else ../shared/data beside the repo."""
+    path = Path(os.environ.get("SKINTERN_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not (path / "bbh" / "split.json").is_file():
+        pytest.skip(f"shared benchmark data not found at {path} (set SKINTERN_DATA_DIR)")
+    return path
