@@ -10,10 +10,9 @@ import argparse
 import time
 
 from skintern import data as D
-from skintern.evaluate import generate
+from skintern.generation import Generator, resolve_backend
 from skintern.prompts import cot_prompt
 from skintern.student import load_student
-from skintern.vllm_backend import resolve_backend
 
 
 def main() -> None:
@@ -33,10 +32,12 @@ def main() -> None:
     if "vllm" in backends:
         student.model.to("cuda")
     for backend in backends:
-        generate(student.model, student.tokenizer, prompts[:1], 1, 8, backend=backend)  # warm-up (vLLM: engine start)
+        Generator(student.model, student.tokenizer, backend=backend, max_new_tokens=8)(prompts[:1])  # warm-up (vLLM: engine start)
         for batch in (1, args.batch):
+            generate = Generator(student.model, student.tokenizer, backend=backend, batch_size=batch,
+                                 max_new_tokens=args.max_new_tokens)
             start = time.perf_counter()
-            gens = generate(student.model, student.tokenizer, prompts, batch, args.max_new_tokens, backend=backend)
+            gens = generate(prompts)
             seconds = time.perf_counter() - start
             tokens = sum(g.generated_tokens for g in gens)
             print(f"{args.model} {backend:4} batch {batch:3}: {tokens / seconds:8.1f} generated tokens/s "

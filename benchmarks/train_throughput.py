@@ -21,9 +21,8 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from skintern.config import TrainConfig  # noqa: E402
 from skintern.prompts import augmented_prompt, cot_target, worked_example  # noqa: E402
-from skintern.train import SFTExample, finetune, tokenize, with_lora  # noqa: E402
+from skintern.train import SFTExample, TrainConfig, finetune, tokenize, with_lora  # noqa: E402
 
 QUESTION = 'Is the following sentence plausible? "Joao Moutinho caught the screen pass in the NFC championship."'
 KNOWLEDGE = "Learning summary:\n1. Identify the sport.\n2. Check the event.\nSupplementary knowledge:\n1. The NFC is American football."

@@ -98,7 +98,7 @@ def test_malformed_teacher_line_names_file_and_line(tmp_path, tiny_student_dir, 
     [
         ({"train": {"epochz": 1}}, None, "unknown key 'train.epochz'"),
         ({"train": {"epochs": "two"}}, None, "train.epochs: expected float"),
-        ({"method": "magic"}, None, "unknown method 'magic'"),
+        ({"method": "magic"}, None, "method: expected one of prompt, prompt-fewshot, std-cot"),
     ],
 )
 def test_bad_config_keys(tmp_path, tiny_student_dir, shared_data, capsys, section, value, expected):
@@ -130,9 +130,9 @@ def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir,
         train={"max_length": 2048},
         eval={"datasets": ["bbh", "arc-easy"], "per_task": 2},
         compare={"methods": methods},
-        schedule={"decay_stages": 2, "initial_examples": 1},
-        knowledge={"embedder": "tfidf"},
-        methods={"answer_max_new_tokens": 3},
+        retrieval={"embedder": "tfidf"},
+        methods={"skintern": {"schedule": {"decay_stages": 2, "initial_examples": 1}},
+                 **{m: {"answer_max_new_tokens": 3} for m in ("mt-cot", "step-by-step", "cascod")}},
     )
     assert main(["compare", str(config)]) == 0
     run_dir = tmp_path / "runs" / "tiny"

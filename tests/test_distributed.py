@@ -54,8 +54,8 @@ def _config(tmp_path: Path, student: Path, data_dir: Path, name: str, batch_size
         "train": {"finetune": "full", "precision": "fp32", "batch_size": batch_size, "learning_rate": 3e-3,
                   "max_length": 2048, "save_steps": 1000, "logging_steps": 1, "warmup_ratio": 0.0,
                   "group_by_length": False},
-        "schedule": {"decay_stages": 2, "initial_examples": 1, "epochs_per_stage": 1.0},
-        "knowledge": {"embedder": "tfidf"},
+        "methods": {"skintern": {"schedule": {"decay_stages": 2, "initial_examples": 1, "epochs_per_stage": 1.0}}},
+        "retrieval": {"embedder": "tfidf"},
     }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))

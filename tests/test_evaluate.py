@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from skintern.data import Example
-from skintern.evaluate import _generated_length, evaluate, generate, score
+from skintern.evaluate import evaluate, score
+from skintern.generation import Generation, Generator, generated_length
 from skintern.prompts import cot_prompt, cut_at_stop
 
 
@@ -23,14 +24,15 @@ def test_cut_at_stop_drops_the_invented_next_question():
 
 def test_generated_length_counts_up_to_first_eos(tiny_tokenizer):
     eos, pad = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
-    assert _generated_length([5, 6, eos, pad, pad], tiny_tokenizer) == 3
-    assert _generated_length([5, 6, 7], tiny_tokenizer) == 3
+    assert generated_length([5, 6, eos, pad, pad], tiny_tokenizer) == 3
+    assert generated_length([5, 6, 7], tiny_tokenizer) == 3
 
 
 def test_batched_generation_equals_one_by_one(tiny_model, tiny_tokenizer):
     prompts = [cot_prompt("", f"Question {i} {'long ' * i}?") for i in range(5)]
-    batched = generate(tiny_model, tiny_tokenizer, prompts, batch_size=5, max_new_tokens=12)
-    single = [generate(tiny_model, tiny_tokenizer, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
+    batched = Generator(tiny_model, tiny_tokenizer, batch_size=5, max_new_tokens=12)(prompts)
+    one_by_one = Generator(tiny_model, tiny_tokenizer, batch_size=1, max_new_tokens=12)
+    single = [one_by_one([p])[0] for p in prompts]
     assert [g.text for g in batched] == [g.text for g in single]
     assert [g.prompt_tokens for g in batched] == [len(tiny_tokenizer(p).input_ids) for p in prompts]
     assert all(1 <= g.generated_tokens <= 12 for g in batched)
@@ -62,7 +64,8 @@ def test_evaluation_resumes_from_partial_predictions(tiny_model, tiny_tokenizer,
         prompted.append(e.id)
         return cot_prompt("", e.question)
 
-    res = evaluate(tiny_model, tiny_tokenizer, examples, prompt_fn, path, batch_size=4, max_new_tokens=4)
+    generate = Generator(tiny_model, tiny_tokenizer, max_new_tokens=4)
+    res = evaluate(lambda batch: [[g] for g in generate([prompt_fn(e) for e in batch])], examples, path, batch_size=4)
     assert examples[0].id not in prompted and len(prompted) == 5
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["id"] for r in rows][0] == examples[0].id and len(rows) == 6
@@ -72,14 +75,17 @@ def test_evaluation_resumes_from_partial_predictions(tiny_model, tiny_tokenizer,
 
 
 def test_second_pass_gives_the_answer_and_its_tokens_count(tiny_model, tiny_tokenizer, tmp_path):
-    from skintern.evaluate import Generation
     from skintern.flops import model_shape, query_flops
 
     examples = [ex(0), ex(1, answer="(A)")]
-    second = lambda chunk, firsts: [Generation("So the answer is (B).", g.prompt_tokens + 5, 3) for g in firsts]  # noqa: E731
+    generate = Generator(tiny_model, tiny_tokenizer, max_new_tokens=2)
+
+    def two_passes(batch):
+        firsts = generate([cot_prompt("", e.question) for e in batch])
+        return [[g, Generation("So the answer is (B).", g.prompt_tokens + 5, 3)] for g in firsts]
+
     shape = model_shape(tiny_model.config)
-    res = evaluate(tiny_model, tiny_tokenizer, examples, lambda e: cot_prompt("", e.question), tmp_path / "p.jsonl",
-                   max_new_tokens=2, second_pass=second, shape=shape)
+    res = evaluate(two_passes, examples, tmp_path / "p.jsonl", shape=shape)
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert res.accuracy == 0.5 and [r["prediction"] for r in rows] == ["(B)", "(B)"]
     first_prompt = len(tiny_tokenizer(cot_prompt("", examples[0].question)).input_ids)
@@ -92,8 +98,7 @@ def test_second_pass_gives_the_answer_and_its_tokens_count(tiny_model, tiny_toke
 
 
 def test_lora_is_merged_for_generation_and_unmerged_after(tiny_model, tiny_tokenizer):
-    from skintern.config import TrainConfig
-    from skintern.train import with_lora
+    from skintern.train import TrainConfig, with_lora
 
     model = with_lora(tiny_model, TrainConfig()).eval()
     for name, p in model.named_parameters():
@@ -104,5 +109,6 @@ def test_lora_is_merged_for_generation_and_unmerged_after(tiny_model, tiny_token
     with torch.no_grad():
         unmerged = model.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tiny_tokenizer.pad_token_id)
     expected = tiny_tokenizer.decode(unmerged[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
-    assert generate(model, tiny_tokenizer, [prompt], max_new_tokens=8, stop_strings=("\n\n\n\n",))[0].text == expected
+    generate = Generator(model, tiny_tokenizer, max_new_tokens=8, stop_strings=("\n\n\n\n",))
+    assert generate([prompt])[0].text == expected
     assert not any(getattr(m, "merged", False) for m in model.modules())

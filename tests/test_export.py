@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 from skintern.cli import main
 from skintern.config import RunConfig
 from skintern.errors import SkinternError
-from skintern.evaluate import generate
+from skintern.generation import Generator
 from skintern.export import ask, export_run
 from skintern.prompts import cot_prompt, cot_target, rationale_body
 from skintern.student import load_student
@@ -69,7 +69,7 @@ def test_ask_returns_the_models_own_text(lora_run, tmp_path, capsys):
     run_dir, _, _ = lora_run
     out = export_run(run_dir, tmp_path / "export")
     student = load_student(str(out))
-    (gen,) = generate(student.model, student.tokenizer, [cot_prompt("", QUESTION)], 1, 24)
+    (gen,) = Generator(student.model, student.tokenizer, batch_size=1, max_new_tokens=24)([cot_prompt("", QUESTION)])
     rationale, answer = ask(out, QUESTION, kind="yes_no", max_new_tokens=24)
     assert rationale == rationale_body(gen.text) and rationale
     assert answer in ("Yes", "No", None)  # normalised yes_no answers

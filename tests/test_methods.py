@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from skintern.config import METHODS, RunConfig
+from skintern.config import RunConfig
 from skintern.data import Example
-from skintern.evaluate import Generation
+from skintern.generation import Generation, Generator
 from skintern.knowledge import KnowledgeRecord, KnowledgeStore
-from skintern.methods import Context, get_method
+from skintern.methods import METHODS, Context, Method
+from skintern.methods.rundata import RunData
 from skintern.prompts import cot_prompt
-from skintern.run import RunData
+from skintern.run import build_method
 from skintern.student import Student
 from skintern.train import SFTExample, WeightedLossTrainer, tokenize
 
@@ -43,31 +44,54 @@ KNOWLEDGE = KnowledgeStore([
 
 
 @pytest.fixture
-def ctx(tiny_model, tiny_tokenizer, tmp_path) -> Context:
+def cfg(tmp_path) -> RunConfig:
     cfg = RunConfig(output_dir=str(tmp_path))
-    cfg.knowledge.embedder = "tfidf"
+    cfg.retrieval.embedder = "tfidf"
+    return cfg
+
+
+@pytest.fixture
+def make(cfg, tiny_model, tiny_tokenizer, tmp_path):
+    """Build a method on the tiny student and the fixed data, with the settings of `cfg`."""
     rd = RunData(data_dir=Path("."), train_pool=TRAIN, train=TRAIN, rationales=RATIONALES, tests={"bbh": [TEST]},
                  descriptions={"sports_understanding": DESC},
                  fewshot={"sports_understanding": f"{DESC}\n\nQ: shot?\nA: Let's think step by step. So the answer is yes."},
                  knowledge=KNOWLEDGE)
-    return Context(cfg=cfg, data=rd, student=Student(tiny_model, tiny_tokenizer, "tiny", "."), run_dir=tmp_path)
+    student = Student(tiny_model, tiny_tokenizer, "tiny", ".")
+    return lambda name: build_method(name, cfg, rd, student, tmp_path)
 
 
-def test_every_config_method_is_registered():
-    assert {get_method(m).name for m in METHODS} == set(METHODS)
+class Recorder:
+    """A generator stand-in that records each call's prompts and cap and answers with fixed text."""
+
+    def __init__(self, text: str = " It is so. Therefore, the answer is (A)."):
+        self.text, self.calls = text, []
+
+    def __call__(self, prompts, max_new_tokens=None):
+        self.calls.append((list(prompts), max_new_tokens))
+        return [Generation(self.text, 10, 5) for _ in prompts]
 
 
-def test_std_cot_format(ctx):
-    method = get_method("std-cot")(ctx)
-    first = method.train_examples()[0]
+def test_the_registry_names_every_method_once():
+    assert all(name == cls.name and issubclass(cls, Method) for name, cls in METHODS.items())
+    assert list(METHODS) == ["prompt", "prompt-fewshot", "std-cot", "mt-cot", "step-by-step", "kard", "cascod", "skintern"]
+
+
+def test_std_cot_format(make):
+    method = make("std-cot")
+    first = method.train_pairs()[0]
     assert first.prompt == f"{DESC}\n\nQ: {TRAIN[0].question}\nA: Let's think step by step."
     assert first.target == " Joao Moutinho is a soccer player. The screen pass is football. Therefore, the answer is No."
-    assert method.prompt(TEST) == cot_prompt(DESC, TEST.question) and method.second_pass is None
+    assert method.prompt(TEST) == cot_prompt(DESC, TEST.question)
+    generate = Recorder()
+    assert [len(p) for p in method.infer([TEST], generate)] == [1]
+    assert generate.calls == [([cot_prompt(DESC, TEST.question)], None)]  # one pass, under eval.max_new_tokens
 
 
-def test_prompting_zero_and_few_shot(ctx):
-    zero, few = get_method("prompt")(ctx), get_method("prompt-fewshot")(ctx)
-    assert zero.fit() is None and not zero.trains
+def test_prompting_zero_and_few_shot(make, tiny_model):
+    zero, few = make("prompt"), make("prompt-fewshot")
+    fitted = zero.fit()
+    assert fitted.stats is None and fitted.model is tiny_model and not zero.trains
     assert zero.prompt(TEST) == cot_prompt(DESC, TEST.question)
     assert few.prompt(TEST).startswith(f"{DESC}\n\nQ: shot?") and few.prompt(TEST).endswith(
         f"Q: {TEST.question}\nA: Let's think step by step.")
@@ -77,10 +101,10 @@ def test_prompting_zero_and_few_shot(ctx):
     ("mt-cot", "\nA: The answer is", " No."),
     ("step-by-step", "\nA:", " No"),
 ])
-def test_multitask_formats(ctx, name, answer_prompt_end, answer_target):
-    ctx.cfg.methods.alpha = 0.7
-    method = get_method(name)(ctx)
-    rows = method.train_examples()
+def test_multitask_formats(cfg, make, name, answer_prompt_end, answer_target):
+    cfg.methods[name].alpha = 0.7
+    method = make(name)
+    rows = method.train_pairs()
     assert len(rows) == 2 * len(TRAIN)
     answer, rationale = rows[0], rows[1]
     assert answer.prompt.endswith(answer_prompt_end) and answer.target == answer_target and answer.weight == 0.7
@@ -89,33 +113,39 @@ def test_multitask_formats(ctx, name, answer_prompt_end, answer_target):
     if name == "step-by-step":
         assert answer.prompt.startswith("[label] ") and rationale.prompt.startswith("[rationale] ")
     assert method.prompt(TEST) == method.answer_prompt(TEST)
-    assert method.max_new_tokens == ctx.cfg.methods.answer_max_new_tokens
+    generate = Recorder()
+    method.infer([TEST], generate)
+    assert generate.calls == [([method.answer_prompt(TEST)], cfg.methods[name].answer_max_new_tokens)]
 
 
-def test_cascod_two_passes(ctx):
-    method = get_method("cascod")(ctx)
-    rows = method.train_examples()
+def test_cascod_two_passes(make, tiny_model, tiny_tokenizer):
+    method = make("cascod")
+    rows = method.train_pairs()
     rationale, answer = rows[0], rows[1]
     assert rationale.prompt == cot_prompt(DESC, TRAIN[0].question)
     assert rationale.target == " Joao Moutinho is a soccer player. The screen pass is football."
     assert answer.prompt == f"{rationale.prompt} Joao Moutinho is a soccer player. The screen pass is football.\nTherefore, the answer is"
     assert answer.target == " No."
-    firsts = [Generation(" Kyle Palmieri plays hockey. So the answer is yes.", 30, 12)]
-    seconds = method.second_pass([TEST], firsts)
-    assert seconds[0].text.startswith(" Therefore, the answer is")
+    generate = Recorder(" Kyle Palmieri plays hockey. So the answer is yes.")
+    (passes,) = method.infer([TEST], generate)
+    assert len(passes) == 2 and passes[1].text.startswith(" Therefore, the answer is")
     expected_prompt = method.answer_prompt(TEST, "Kyle Palmieri plays hockey.")
-    assert seconds[0].prompt_tokens == len(ctx.student.tokenizer(expected_prompt).input_ids)
+    assert generate.calls == [([method.prompt(TEST)], None), ([expected_prompt], method.settings.answer_max_new_tokens)]
+    # both passes go through the one generator the run builds from eval settings (its backend included)
+    real = Generator(tiny_model, tiny_tokenizer, max_new_tokens=4)
+    (passes,) = method.infer([TEST], real)
+    assert passes[1].prompt_tokens > passes[0].prompt_tokens
 
 
-def test_kard_puts_retrieved_training_knowledge_in_train_and_test_prompts(ctx):
-    ctx.cfg.methods.kard_top_k = 2
-    method = get_method("kard")(ctx)
+def test_kard_puts_retrieved_training_knowledge_in_train_and_test_prompts(cfg, make, tiny_tokenizer):
+    cfg.methods["kard"].top_k = 2
+    method = make("kard")
     prompt = method.prompt(TEST)
     assert "Knowledge:\nLearning summary:" in prompt and prompt.endswith(f"Q: {TEST.question}\nA: Let's think step by step.")
     assert "player 1" in prompt  # the Kyle Palmieri training item is the nearest
-    train_prompt = method.train_examples()[0].prompt
+    train_prompt = method.train_pairs()[0].prompt
     assert "player 0" not in train_prompt  # a training item never retrieves its own knowledge
-    assert len(ctx.student.tokenizer(prompt).input_ids) > len(ctx.student.tokenizer(cot_prompt(DESC, TEST.question)).input_ids)
+    assert len(tiny_tokenizer(prompt).input_ids) > len(tiny_tokenizer(cot_prompt(DESC, TEST.question)).input_ids)
 
 
 def test_weighted_loss_is_weighted_mean_of_per_example_losses(tiny_model, tiny_tokenizer):

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from skintern.errors import SkinternError
-from skintern.report import _label_offsets, load_results, merge_results, render_report, summary_table
+from skintern.report import _label_offsets, merge_results, render_report, summary_table
+from skintern.results import Results, load_results
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def results() -> dict:
+def results() -> Results:
     return load_results(FIXTURE)
+
+
+@pytest.fixture
+def raw() -> dict:
+    return json.loads(FIXTURE.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,7 @@ def rendered(results, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     return out_dir, render_report(results, out_dir)
 
 
-def _rows_by_method(results: dict) -> dict[str, dict]:
+def _rows_by_method(results: Results) -> dict[str, dict]:
     return {row["method"]: row for row in summary_table(results)}
 
 
@@ -92,10 +99,10 @@ def test_pngs_are_valid_and_nothing_temporary_left(rendered):
 
 def test_optional_parts_are_omitted(results, tmp_path):
     minimal = copy.deepcopy(results)
-    del minimal["schedule"]
-    for run in minimal["runs"]:
-        run.pop("flops_per_query")
-    minimal["runs"] = [r for r in minimal["runs"] if r["method"] != "prompt"]
+    minimal.schedule = None
+    for run in minimal.runs:
+        run.flops_per_query = None
+    minimal.runs = [r for r in minimal.runs if r.method != "prompt"]
     paths = render_report(minimal, tmp_path, title="Minimal")
     assert set(paths) == {"md", "html", "per_task.png"}
     md = paths["md"].read_text(encoding="utf-8")
@@ -104,8 +111,7 @@ def test_optional_parts_are_omitted(results, tmp_path):
 
 
 def test_cost_ratios_need_a_std_cot_run(results, tmp_path):
-    without = copy.deepcopy(results)
-    without["runs"] = [r for r in without["runs"] if r["method"] != "std-cot"]
+    without = dataclasses.replace(results, runs=[r for r in results.runs if r.method != "std-cot"])
     md = render_report(without, tmp_path)["md"].read_text(encoding="utf-8")
     assert "× std-cot" not in md
     assert "| kard | 520.0 | 140.0 | 129.20 | 43.05 | 172.25 | 1.35 | 355 |\n" in md
@@ -122,25 +128,29 @@ def test_missing_runs_is_named(tmp_path):
         load_results(_write(tmp_path, {"name": "x"}))
 
 
-def test_run_without_eval_is_named(results, tmp_path):
-    broken = copy.deepcopy(results)
-    del broken["runs"][1]["eval"]
-    with pytest.raises(SkinternError, match=r"runs\[1\]: missing field 'eval'"):
-        load_results(_write(tmp_path, broken))
+def test_run_without_eval_is_named(raw, tmp_path):
+    del raw["runs"][1]["eval"]
+    with pytest.raises(SkinternError, match=r"results\.json: runs\[1\]: missing field 'eval'"):
+        load_results(_write(tmp_path, raw))
 
 
-def test_eval_without_accuracy_is_named(results, tmp_path):
-    broken = copy.deepcopy(results)
-    del broken["runs"][2]["eval"]["bbsub"]["accuracy"]
+def test_eval_without_accuracy_is_named(raw, tmp_path):
+    del raw["runs"][2]["eval"]["bbsub"]["accuracy"]
     with pytest.raises(SkinternError, match=r"runs\[2\]\.eval\.bbsub: missing field 'accuracy'"):
-        load_results(_write(tmp_path, broken))
+        load_results(_write(tmp_path, raw))
 
 
-def test_non_numeric_cost_is_named(results, tmp_path):
-    broken = copy.deepcopy(results)
-    broken["runs"][0]["wall_time_per_query_s"] = "fast"
-    with pytest.raises(SkinternError, match=r"runs\[0\]: field 'wall_time_per_query_s' must be a number"):
-        load_results(_write(tmp_path, broken))
+def test_non_numeric_cost_is_named(raw, tmp_path):
+    raw["runs"][0]["wall_time_per_query_s"] = "fast"
+    with pytest.raises(SkinternError, match=r"runs\[0\]\.wall_time_per_query_s: expected float, got 'fast'"):
+        load_results(_write(tmp_path, raw))
+
+
+@pytest.mark.parametrize("accuracy", [7.5, float("nan"), -0.1])
+def test_accuracy_outside_0_1_is_named(raw, tmp_path, accuracy):
+    raw["runs"][0]["eval"]["bbh"]["accuracy"] = accuracy
+    with pytest.raises(SkinternError, match=r"runs\[0\]\.eval\.bbh\.accuracy: expected an accuracy in \[0, 1\]"):
+        load_results(_write(tmp_path, raw))
 
 
 def test_render_validates_dicts_too(tmp_path):
@@ -150,26 +160,26 @@ def test_render_validates_dicts_too(tmp_path):
 
 
 def test_merge_labels_repeated_methods_with_their_run_name(results, tmp_path):
-    ablation = {"name": "no-knowledge", "student": results["student"], "schedule": results["schedule"],
-                "runs": [copy.deepcopy(next(r for r in results["runs"] if r["method"] == "skintern"))]}
-    ablation["runs"][0]["eval"]["bbh"]["accuracy"] = 0.125
+    ablation = Results(name="no-knowledge", student=results.student, schedule=results.schedule,
+                       runs=[copy.deepcopy(next(r for r in results.runs if r.method == "skintern"))])
+    ablation.runs[0].eval["bbh"].accuracy = 0.125
     merged = merge_results([results, ablation])
     rows = _rows_by_method(merged)
     assert set(rows) == {"prompt", "std-cot", "kard", "skintern [quickstart]", "skintern [no-knowledge]"}
     assert rows["skintern [no-knowledge]"]["bbh"] == 0.125
     assert rows["skintern [quickstart]"]["bbh"] == _rows_by_method(results)["skintern"]["bbh"]
-    assert "schedule" not in merged and merged["student"] == results["student"]
+    assert merged.schedule is None and merged.student == results.student
     assert merge_results([results]) is results
     only = merge_results([results, ablation], methods=["skintern", "prompt"])
-    assert [r.get("label", r["method"]) for r in only["runs"]] == ["prompt", "skintern [quickstart]", "skintern [no-knowledge]"]
+    assert [r.label or r.method for r in only.runs] == ["prompt", "skintern [quickstart]", "skintern [no-knowledge]"]
     with pytest.raises(SkinternError, match="no run of method cascod"):
         merge_results([results], methods=["cascod"])
 
 
-def test_report_command_merges_files(results, tmp_path, capsys):
+def test_report_command_merges_files(raw, tmp_path, capsys):
     from skintern.cli import main
 
-    other = copy.deepcopy(results)
+    other = copy.deepcopy(raw)
     other["name"] = "seed-43"
     other_path = tmp_path / "other.json"
     other_path.write_text(json.dumps(other))
@@ -179,28 +189,28 @@ def test_report_command_merges_files(results, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"runs": [{"method": "x", "eval": {}, "label": 3}]}))
     assert main(["report", str(bad), "--out", str(tmp_path / "bad")]) == 2
-    assert "runs[0]: field 'label' must be a string" in capsys.readouterr().err
+    assert "runs[0].label: expected str, got 3" in capsys.readouterr().err
 
 
-def _seed_results(seed: int, bbh: float, bbsub: float, arc: float) -> dict:
+def _seed_results(seed: int, bbh: float, bbsub: float, arc: float) -> Results:
     evals = {"bbh": (bbh, {"a": bbh}), "bbsub": (bbsub, {"b": bbsub}), "arc-easy": (arc, {"ARC-Easy": arc})}
     run = {"method": "skintern", "prompt_tokens_per_query": 90.0 + seed,
            "flops_per_query": {"prefill": 1e9, "generation": 2e9 * seed},
            "eval": {d: {"accuracy": acc, "n": 10, "per_task": tasks} for d, (acc, tasks) in evals.items()}}
-    return {"name": f"seed-{seed}", "seed": seed, "student": "smollm2-135m", "runs": [run]}
+    return Results.from_dict({"name": f"seed-{seed}", "seed": seed, "student": "smollm2-135m", "runs": [run]})
 
 
 def test_seeds_combine_into_mean_and_spread_of_datasets_and_group_averages(tmp_path):
-    from skintern.run import combine_seeds
+    from skintern.sweep import combine_seeds
 
     combined = combine_seeds([_seed_results(1, 0.2, 0.4, 0.6), _seed_results(2, 0.4, 0.2, 0.2)])
-    run = combined["runs"][0]
-    assert combined["seeds"] == [1, 2]
-    assert run["eval"]["bbh"]["accuracy"] == pytest.approx(0.3)
-    assert run["eval"]["bbh"]["per_seed"] == [0.2, 0.4]
-    assert run["accuracy_std"]["bbh"] == pytest.approx(0.1)
-    assert run["prompt_tokens_per_query"] == pytest.approx(91.5)
-    assert run["flops_per_query"]["generation"] == pytest.approx(3e9)
+    run = combined.runs[0]
+    assert combined.seeds == [1, 2]
+    assert run.eval["bbh"].accuracy == pytest.approx(0.3)
+    assert run.eval["bbh"].per_seed == [0.2, 0.4]
+    assert run.accuracy_std["bbh"] == pytest.approx(0.1)
+    assert run.prompt_tokens_per_query == pytest.approx(91.5)
+    assert run.flops_per_query.generation == pytest.approx(3e9)
     row = summary_table(combined)[0]
     # OOD per seed: (0.4 + 0.6) / 2 = 0.5 and (0.2 + 0.2) / 2 = 0.2 -> mean 0.35, spread 0.15.
     assert row["ood_avg"] == pytest.approx(0.35) and row["ood_std"] == pytest.approx(0.15)
@@ -210,11 +220,10 @@ def test_seeds_combine_into_mean_and_spread_of_datasets_and_group_averages(tmp_p
     assert "mean ± population std over seeds" in md
 
 
-def test_bad_per_seed_is_named(results, tmp_path):
-    bad = copy.deepcopy(results)
-    bad["runs"][0]["eval"]["bbh"]["per_seed"] = [0.2, "x"]
-    with pytest.raises(SkinternError, match=r"runs\[0\]\.eval\.bbh: field 'per_seed' must be a list of numbers"):
-        load_results(_write(tmp_path, bad))
+def test_bad_per_seed_is_named(raw, tmp_path):
+    raw["runs"][0]["eval"]["bbh"]["per_seed"] = [0.2, "x"]
+    with pytest.raises(SkinternError, match=r"runs\[0\]\.eval\.bbh\.per_seed\[1\]: expected float, got 'x'"):
+        load_results(_write(tmp_path, raw))
 
 
 def test_of_two_close_points_the_higher_one_gets_the_label_above():

@@ -6,7 +6,7 @@ import pytest
 
 from skintern.data import Example
 from skintern.errors import SkinternError
-from skintern.retrieval import ExampleRetriever, assert_disjoint, default_model_path
+from skintern.retrieval import ExampleRetriever, default_model_path
 
 
 def ex(task: str, index: int, question: str, dataset: str = "bbh") -> Example:
@@ -73,13 +73,3 @@ def test_bad_arguments():
     with pytest.raises(SkinternError, match="k"):
         ExampleRetriever(POOL, embedder="tfidf").top_k(QUERY, -1)
     assert ExampleRetriever([], embedder="tfidf").top_k(QUERY, 3) == []
-
-
-def test_assert_disjoint():
-    assert_disjoint(POOL, [QUERY])
-    with pytest.raises(SkinternError, match="bbh/sports/2 by id"):
-        assert_disjoint(POOL, [QUERY, POOL[2]])
-    copy = ex("sports", 77, POOL[0].question)
-    with pytest.raises(SkinternError, match=r"bbh/sports/77 by question \(pool item bbh/sports/0\)"):
-        assert_disjoint(POOL, [copy])
-    assert_disjoint(POOL, [copy], questions=False)

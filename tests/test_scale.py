@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import build_tiny_llama
-from skintern.config import TrainConfig
+from skintern.train import TrainConfig
 from skintern.prompts import cot_prompt, cot_target
 from skintern.train import SFTExample, finetune
 

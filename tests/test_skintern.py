@@ -11,9 +11,9 @@ from transformers import TrainerCallback
 from skintern.cli import main
 from skintern.config import RunConfig
 from skintern.errors import SkinternError
-from skintern.methods import Context, get_method
+from skintern.methods.rundata import load_run_data
 from skintern.prompts import cot_prompt
-from skintern.run import load_run_data
+from skintern.run import build_method
 from skintern.schedule import ScheduleConfig, build_schedule
 from skintern.student import load_student
 from skintern.train import pair_length
@@ -51,8 +51,8 @@ def test_abrupt_and_ablation_switches():
 
 @pytest.mark.parametrize("bad", [dict(decay_stages=0), dict(initial_examples=-1), dict(kind="cosine"), dict(epochs_per_stage=0)])
 def test_bad_schedules(bad):
-    with pytest.raises(SkinternError, match="schedule"):
-        build_schedule(ScheduleConfig(**bad))
+    with pytest.raises(SkinternError, match=f"^{next(iter(bad))}: expected"):
+        ScheduleConfig(**bad)
 
 
 def test_schedule_table_and_dict():
@@ -69,23 +69,25 @@ def skintern_config(tmp_path, student_dir, data_dir, **overrides) -> RunConfig:
     cfg.student.model = str(student_dir)
     cfg.train.finetune, cfg.train.precision, cfg.train.batch_size = "full", "fp32", 2
     cfg.train.learning_rate, cfg.train.save_steps, cfg.train.max_length = 3e-3, 1, 2048
-    cfg.schedule = ScheduleConfig(decay_stages=3, initial_examples=2, epochs_per_stage=1.0)
-    cfg.knowledge.embedder = "tfidf"
+    cfg.methods["skintern"].schedule = ScheduleConfig(decay_stages=3, initial_examples=2, epochs_per_stage=1.0)
+    cfg.retrieval.embedder = "tfidf"
     cfg.eval.per_task, cfg.eval.max_new_tokens = 2, 8
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg
 
 
+def skintern_method(cfg):
+    return build_method("skintern", cfg, load_run_data(cfg.data, cfg.eval), load_student(cfg.student.model), cfg.run_dir)
+
+
 @pytest.fixture
 def method(tmp_path, tiny_student_dir, shared_data):
-    cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
-    rd = load_run_data(cfg)
-    return get_method("skintern")(Context(cfg=cfg, data=rd, student=load_student(cfg.student.model), run_dir=cfg.run_dir))
+    return skintern_method(skintern_config(tmp_path, tiny_student_dir, shared_data))
 
 
 def test_stage_prompts_shrink_and_final_stage_is_the_inference_prompt(method):
-    per_stage = method.stage_examples()
+    per_stage = method.stage_pairs()
     items, _ = method.training_items()
     assert all(len(rows) == len(items) for rows in per_stage.values())
     by_id = {ex.id: ex for ex in items}
@@ -107,7 +109,7 @@ def test_skintern_trains_only_items_with_knowledge(method):
 def test_no_test_question_appears_in_any_training_prompt(method):
     tests = method.ctx.data.tests["bbh"]
     assert tests
-    for rows in method.stage_examples().values():
+    for rows in method.stage_pairs().values():
         for row in rows:
             assert not any(t.question in row.prompt for t in tests)
     train_ids = {ex.id for ex in method.ctx.data.train_pool}
@@ -115,7 +117,7 @@ def test_no_test_question_appears_in_any_training_prompt(method):
 
 
 def test_worked_examples_are_never_the_item_itself(method):
-    for ex, rows in zip(method.training_items()[0], method.stage_examples()[0]):
+    for ex, rows in zip(method.training_items()[0], method.stage_pairs()[0]):
         assert rows.prompt.count(f"Q: {ex.question.strip()}\n") == 1
 
 
@@ -163,7 +165,7 @@ def test_kill_in_stage_2_resumes_in_stage_2(tmp_path, tiny_student_dir, shared_d
 
 def test_progressive_run_loss_falls_and_eval_is_question_only(tmp_path, tiny_student_dir, shared_data, capsys):
     cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
-    cfg.schedule.epochs_per_stage = 2.0
+    cfg.methods["skintern"].schedule.epochs_per_stage = 2.0
     cfg.compare.methods = ["std-cot", "skintern"]
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))
@@ -183,7 +185,7 @@ def test_progressive_run_loss_falls_and_eval_is_question_only(tmp_path, tiny_stu
 
 def test_schedule_command_prints_the_table(tmp_path, capsys):
     path = tmp_path / "c.yaml"
-    path.write_text("method: skintern\nschedule: {decay_stages: 4, initial_examples: 4}\n")
+    path.write_text("method: skintern\nmethods:\n  skintern:\n    schedule: {decay_stages: 4, initial_examples: 4}\n")
     assert main(["schedule", str(path)]) == 0
     out = capsys.readouterr().out
     assert "K=4" in out and "knowledge@0.75 + 3 examples" in out
@@ -192,7 +194,7 @@ def test_schedule_command_prints_the_table(tmp_path, capsys):
 def test_train_items_repeating_a_test_question_are_left_out(tmp_path, tiny_student_dir, shared_data, capsys):
     cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
     cfg.data.tasks, cfg.data.train_per_task, cfg.eval.per_task = ["sports_understanding"], None, None
-    rd = load_run_data(cfg)
+    rd = load_run_data(cfg.data, cfg.eval)
     assert "left out 1 train items whose question is also a test question" in capsys.readouterr().out
     test_questions = {t.question for t in rd.tests["bbh"]}
     assert not any(ex.question in test_questions for ex in rd.train_pool)
@@ -205,12 +207,12 @@ def test_missing_knowledge_is_generated_by_the_teacher_when_configured(tmp_path,
             "Supplementary knowledge:\n1. Each athlete plays one sport.\n2. Actions belong to sports."
     cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
     cfg.data.tasks, cfg.data.train_per_task = ["sports_understanding"], 12
-    rd = load_run_data(cfg)
     with FakeOpenAI(reply=lambda body: reply) as server:
-        cfg.knowledge.missing = "teacher"
+        cfg.methods["skintern"].missing_knowledge = "teacher"
         cfg.teacher.base_url, cfg.teacher.model = server.base_url, "fake"
         cfg.teacher.cache_path = str(tmp_path / "teacher.sqlite")
-        method = get_method("skintern")(Context(cfg=cfg, data=rd, student=load_student(cfg.student.model), run_dir=cfg.run_dir))
+        method = skintern_method(cfg)
+        rd = method.ctx.data
         items, store = method.training_items()
         missing = [ex for ex in rd.train if (ex.task, ex.index) not in rd.knowledge]
         assert missing and server.answered == len(missing)
@@ -221,14 +223,13 @@ def test_missing_knowledge_is_generated_by_the_teacher_when_configured(tmp_path,
 
 def test_prompts_over_max_length_drop_their_least_similar_examples(tmp_path, tiny_student_dir, shared_data, capsys):
     cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
-    rd = load_run_data(cfg)
-    full = get_method("skintern")(Context(cfg=cfg, data=rd, student=load_student(cfg.student.model), run_dir=cfg.run_dir))
-    untrimmed = full.stage_examples()[0]
+    full = skintern_method(cfg)
+    untrimmed = full.stage_pairs()[0]
     tokenizer = full.ctx.student.tokenizer
     lengths = sorted(pair_length(tokenizer, r) for r in untrimmed)
     cfg.train.max_length = lengths[len(lengths) // 2]  # half the stage-0 pairs are too long
     capsys.readouterr()
-    trimmed = full.stage_examples()[0]
+    trimmed = full.stage_pairs()[0]
     assert "keep fewer examples" in capsys.readouterr().out
     assert len(trimmed) == len(untrimmed)  # no item is lost
     for before, after in zip(untrimmed, trimmed):

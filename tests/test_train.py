@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from skintern.config import TrainConfig
+from skintern.train import TrainConfig
 from skintern.errors import SkinternError
 from skintern.prompts import cot_prompt, cot_target
 from skintern.train import SFTExample, finetune, tokenize

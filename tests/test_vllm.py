@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from skintern.errors import SkinternError
-from skintern.vllm_backend import resolve_backend
+from skintern.generation import Generator, resolve_backend
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
@@ -28,7 +28,6 @@ def test_backend_resolution():
 @pytest.mark.skipif(not HAS_VLLM, reason="vLLM and a CUDA GPU are needed")
 def test_vllm_gives_the_hf_answers(shared_data):
     from skintern import data as D
-    from skintern.evaluate import generate
     from skintern.prompts import cot_prompt
     from skintern.student import load_student
 
@@ -37,8 +36,8 @@ def test_vllm_gives_the_hf_answers(shared_data):
     tasks = ["sports_understanding", "date_understanding", "boolean_expressions"]
     examples = D.load_benchmark("bbh", shared_data, tasks=tasks, limit_per_task=4, split="test")
     prompts = [cot_prompt(D.task_description(shared_data, ex.task), ex.question) for ex in examples]
-    hf = generate(student.model, student.tokenizer, prompts, 4, 128, backend="hf")
-    fast = generate(student.model, student.tokenizer, prompts, 4, 128, backend="vllm")
+    hf = Generator(student.model, student.tokenizer, backend="hf", batch_size=4, max_new_tokens=128)(prompts)
+    fast = Generator(student.model, student.tokenizer, backend="vllm", batch_size=4, max_new_tokens=128)(prompts)
     answers = lambda gens: [D.extract_answer(g.text, ex.kind, ex.options) for g, ex in zip(gens, examples)]  # noqa: E731
     assert answers(fast) == answers(hf)
     assert [g.prompt_tokens for g in fast] == [g.prompt_tokens for g in hf]

@@ -12,9 +12,13 @@ from skintern.teacher.cli import add_commands as add_teacher_commands
 
 def _cmd_run(args) -> int:
     from skintern.config import load_config
-    from skintern.run import compare_seeds, run
+    from skintern.run import dry_run, run
+    from skintern.sweep import compare_seeds
 
     cfg = load_config(args.config, args.set)
+    if args.dry_run:
+        print(dry_run(cfg, compare=args.command == "compare"))
+        return 0
     path = compare_seeds(cfg) if args.command == "compare" else run(cfg)
     print(f"results: {path}\nreport:  {path.parent / 'report.md'}")
     return 0
@@ -30,9 +34,10 @@ def _cmd_train(args) -> int:
 
 def _cmd_schedule(args) -> int:
     from skintern.config import load_config
-    from skintern.schedule import build_schedule
+    from skintern.methods import SKIntern
 
-    print(build_schedule(load_config(args.config, args.set).schedule).table())
+    cfg = load_config(args.config, args.set)
+    print(SKIntern.describe(cfg.settings(SKIntern.name)))
     return 0
 
 
@@ -41,14 +46,15 @@ def _cmd_eval(args) -> int:
     from skintern.run import evaluate_trained
 
     entry = evaluate_trained(load_config(args.config, args.set), args.weights)
-    for name, ev in entry["eval"].items():
-        print(f"{name}: accuracy {100 * ev['accuracy']:.1f}% on {ev['n']} items")
-    print(f"prompt tokens per query: {entry['prompt_tokens_per_query']:.1f}")
+    for name, score in entry.eval.items():
+        print(f"{name}: accuracy {100 * score.accuracy:.1f}% on {score.n} items")
+    print(f"prompt tokens per query: {entry.prompt_tokens_per_query:.1f}")
     return 0
 
 
 def _cmd_report(args) -> int:
-    from skintern.report import load_results, merge_results, render_report
+    from skintern.report import merge_results, render_report
+    from skintern.results import load_results
 
     methods = args.methods.split(",") if args.methods else None
     merged = merge_results([load_results(p) for p in args.results], methods)
@@ -85,7 +91,8 @@ def _cmd_ask(args) -> int:
         data_dir = D.resolve_data_dir(args.data_dir)
         description = D.task_description(data_dir, args.task)
         kind = D.load_bbh(data_dir, "train", [args.task])[0].kind
-    rationale, answer = ask(args.model, args.question, description, kind, max_new_tokens=args.max_new_tokens)
+    rationale, answer = ask(args.model, args.question, description, kind, max_new_tokens=args.max_new_tokens,
+                            backend=args.backend)
     print(f"{rationale}\nanswer: {answer if answer is not None else '(none found)'}")
     return 0
 
@@ -105,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("config", help="YAML config (schema: skintern.config.RunConfig)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=2")
+        if name in ("run", "compare"):
+            p.add_argument("--dry-run", action="store_true",
+                           help="check the config and the data and print the plan, without loading a model")
         if name == "eval":
             p.add_argument("--weights", default=None, help="trained weights folder (default: the run's final training output)")
         p.set_defaults(func=func)
@@ -136,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help="BBH task: adds its description to the prompt and picks the answer format")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--backend", default="hf", choices=["auto", "hf", "vllm"], help="generation engine (as eval.backend)")
     p.set_defaults(func=_cmd_ask)
 
     add_teacher_commands(sub)

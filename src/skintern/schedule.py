@@ -10,20 +10,36 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from skintern.errors import SkinternError
+from skintern.schema import check_choice, check_range
 
 KINDS = ("linear", "abrupt")
 
 
 @dataclass
 class ScheduleConfig:
-    decay_stages: int = 5  # K: stages before the final bare-question stage
-    initial_examples: int = 3  # N: worked examples in the first stage
+    """The `methods.skintern.schedule:` section."""
+
+    decay_stages: int = 5
+    """K: stages before the final bare-question stage."""
+    initial_examples: int = 3
+    """N: worked examples in the first stage."""
     epochs_per_stage: float = 1.0
-    final_epochs: float | None = None  # epochs of the final stage (default: epochs_per_stage)
-    kind: str = "linear"  # linear | abrupt
-    knowledge: bool = True  # ablation switches: carry knowledge / examples at all
+    final_epochs: float | None = None
+    """Epochs of the final stage (default: epochs_per_stage)."""
+    kind: str = "linear"
+    """linear | abrupt (everything for K stages, then the bare question)."""
+    knowledge: bool = True
+    """Ablation switch: carry knowledge at all."""
     examples: bool = True
+    """Ablation switch: carry worked examples at all."""
+
+    def __post_init__(self):
+        check_range("decay_stages", self.decay_stages, 1)
+        check_range("initial_examples", self.initial_examples, 0)
+        check_choice("kind", self.kind, KINDS)
+        check_range("epochs_per_stage", self.epochs_per_stage, 0, low_open=True)
+        if self.final_epochs is not None:
+            check_range("final_epochs", self.final_epochs, 0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -66,14 +82,6 @@ def _round_half_up(x: float) -> int:
 
 def build_schedule(cfg: ScheduleConfig) -> Schedule:
     K, N = cfg.decay_stages, cfg.initial_examples
-    if K < 1:
-        raise SkinternError(f"schedule.decay_stages: expected an integer >= 1, got {K}")
-    if N < 0:
-        raise SkinternError(f"schedule.initial_examples: expected an integer >= 0, got {N}")
-    if cfg.kind not in KINDS:
-        raise SkinternError(f"schedule.kind: expected one of {', '.join(KINDS)}, got {cfg.kind!r}")
-    if cfg.epochs_per_stage <= 0 or (cfg.final_epochs is not None and cfg.final_epochs <= 0):
-        raise SkinternError("schedule: epochs_per_stage and final_epochs must be > 0")
     stages = []
     for s in range(K + 1):
         final = s == K

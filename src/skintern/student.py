@@ -5,6 +5,7 @@ load takes seconds instead of a GGUF conversion."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import shutil
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from skintern.errors import SkinternError
+from skintern.schema import check_choice
 
 
 def _smollm2_gguf() -> Path:
@@ -41,6 +44,19 @@ ALIASES: dict[str, tuple[Callable[[], Path], str]] = {
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class StudentConfig:
+    """The `student:` section."""
+
+    model: str = "smollm2-135m"
+    """An alias (smollm2-135m, gemma3-270m), a local model folder, a .gguf file or a hub id."""
+    dtype: str = "float32"
+    """float32 | bfloat16 | float16: the dtype the weights are loaded in."""
+
+    def __post_init__(self):
+        check_choice("dtype", self.dtype, DTYPES)
 
 
 @dataclass
@@ -108,3 +124,11 @@ def _cached_gguf_conversion(gguf: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def save_merged(model, tokenizer, out_dir: str | os.PathLike) -> None:
+    """Save `model` with any LoRA adapter merged into a copy of its base weights (`model` is untouched)."""
+    if isinstance(model, PeftModel):
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)

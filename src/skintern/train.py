@@ -17,11 +17,59 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import SchedulerType, get_last_checkpoint
 
-from skintern.config import TrainConfig
 from skintern.errors import SkinternError
 from skintern.files import read_json, write_json
+from skintern.schema import check_choice, check_range
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """The `train:` section: how the student is fine-tuned (the same for every method of a compare)."""
+
+    finetune: str = "lora"
+    """lora (a LoRA adapter on every linear layer by default) | full (all weights)."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | str = "all-linear"
+    learning_rate: float = 2e-4
+    epochs: float = 1.0
+    """Passes over the training pairs (SKIntern: per stage, see its schedule)."""
+    max_steps: int = -1
+    """> 0 overrides epochs; -1 trains by epochs."""
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 512
+    """Longer training sequences are dropped (and counted)."""
+    warmup_ratio: float = 0.1
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    save_steps: int = 25
+    """A checkpoint every this many optimizer steps: a killed run resumes from the newest."""
+    logging_steps: int = 5
+    gradient_checkpointing: bool = False
+    precision: str = "auto"
+    """auto | fp32 | bf16 | fp16 (mixed precision; auto = bf16 where the device runs it natively)."""
+    group_by_length: bool = True
+    """Batch similar lengths together: less padding, the same examples."""
+
+    def __post_init__(self):
+        check_choice("finetune", self.finetune, ("lora", "full"))
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("lr_scheduler", self.lr_scheduler, [t.value for t in SchedulerType])
+        for key in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps", "logging_steps"):
+            check_range(key, getattr(self, key), 1)
+        check_range("lora_dropout", self.lora_dropout, 0, 1, high_open=True)
+        check_range("learning_rate", self.learning_rate, 0, low_open=True)
+        check_range("epochs", self.epochs, 0, low_open=True)
+        if self.max_steps != -1:
+            check_range("max_steps", self.max_steps, 1)
+        check_range("warmup_ratio", self.warmup_ratio, 0, 1, high_open=True)
+        check_range("weight_decay", self.weight_decay, 0)
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,32 @@ MT-CoT (Li et al. 2022) marks the tasks by their answer format; Distilling step-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from skintern.data import Example
-from skintern.methods import Method
+from skintern.generation import Generation, Generator
+from skintern.methods.base import AnswerCapSettings, Method
 from skintern.prompts import rationale_body, task_head
+from skintern.schema import check_range
 from skintern.train import SFTExample
+
+
+@dataclass
+class WeightedSettings(AnswerCapSettings):
+    alpha: float = 0.5
+    """Weight of the answer loss; the rationale loss weighs 1 - alpha."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("alpha", self.alpha, 0, 1)
 
 
 class MTCoT(Method):
     name = "mt-cot"
+    Settings = WeightedSettings
+    settings: WeightedSettings
+    pairs_per_item = 2
 
     def answer_prompt(self, ex: Example) -> str:
         return f"{self._head(ex)}Q: {ex.question.strip()}\nA: The answer is"
@@ -30,12 +48,12 @@ class MTCoT(Method):
     def prompt(self, ex: Example) -> str:
         return self.answer_prompt(ex)
 
-    @property
-    def max_new_tokens(self) -> int:
-        return self.ctx.cfg.methods.answer_max_new_tokens
+    def infer(self, examples: Sequence[Example], generate: Generator) -> list[list[Generation]]:
+        """One answer-only pass under the answer cap."""
+        return [[g] for g in generate([self.prompt(ex) for ex in examples], self.settings.answer_max_new_tokens)]
 
-    def train_examples(self) -> list[SFTExample]:
-        alpha = self.ctx.cfg.methods.alpha
+    def train_pairs(self) -> list[SFTExample]:
+        alpha = self.settings.alpha
         rows = []
         for ex in self.ctx.data.train:
             rationale = rationale_body(self.ctx.data.rationales[ex.id])

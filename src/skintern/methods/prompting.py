@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from skintern.data import Example
-from skintern.methods import Method
+from skintern.methods.base import Fitted, Method
 from skintern.prompts import COT_TRIGGER
 
 
@@ -13,8 +13,8 @@ class ZeroShotPrompt(Method):
     name = "prompt"
     trains = False
 
-    def fit(self) -> None:
-        return None
+    def fit(self) -> Fitted:
+        return Fitted(self.ctx.student.model, None)
 
 
 class FewShotPrompt(ZeroShotPrompt):

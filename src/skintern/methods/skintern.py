@@ -11,60 +11,108 @@ the unfinished one restarts from its newest checkpoint."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+from skintern.compression import COMPRESSOR_KINDS, build_compressor
 from skintern.data import Example
 from skintern.errors import SkinternError
 from skintern.knowledge import KnowledgeRecord, KnowledgeStore
-from skintern.methods import Method
+from skintern.methods.base import Fitted, Method, MethodSettings, TrainPlan
+from skintern.methods.rundata import RunData
 from skintern.prompts import augmented_prompt, worked_example
-from skintern.schedule import Schedule, Stage, build_schedule
-from skintern.train import SFTExample, TrainStats, pair_length
+from skintern.retrieval import ExampleRetriever
+from skintern.schedule import Schedule, ScheduleConfig, Stage, build_schedule
+from skintern.schema import SettingError, check_choice
+from skintern.student import load_student
+from skintern.teacher.generate import generate_knowledge
+from skintern.train import SFTExample, TrainConfig, TrainStats, pair_length
+
+
+@dataclass
+class SKInternSettings(MethodSettings):
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Stages, keep-rates and example counts of the progressive internalization."""
+    missing_knowledge: str = "skip"
+    """Items without teacher knowledge: skip (left out of SKIntern training) | teacher (generate it)."""
+    compressor: str = "self-info"
+    """self-info (LLMLingua-style, scored by a local causal LM) | llmlingua2."""
+    scorer_model: str | None = None
+    """Causal LM for self-info scores; default: the student itself, before training."""
+    llmlingua2_model: str | None = None
+    """Local token-classification model folder for llmlingua2."""
+
+    def __post_init__(self):
+        check_choice("missing_knowledge", self.missing_knowledge, ("skip", "teacher"))
+        check_choice("compressor", self.compressor, COMPRESSOR_KINDS)
+        if self.compressor == "llmlingua2" and not self.llmlingua2_model:
+            raise SettingError("llmlingua2_model", "required with compressor: llmlingua2 (a local LLMLingua-2 model folder)")
 
 
 class SKIntern(Method):
     name = "skintern"
+    Settings = SKInternSettings
+    settings: SKInternSettings
 
     @cached_property
     def schedule(self) -> Schedule:
-        return build_schedule(self.ctx.cfg.schedule)
+        return build_schedule(self.settings.schedule)
 
-    @property
-    def weights_dir(self) -> Path:
-        return self.stage_dir(self.schedule.stages[-1])
+    @classmethod
+    def weights_dir(cls, run_dir: Path, settings: SKInternSettings) -> Path:
+        return cls.stage_dir(run_dir, build_schedule(settings.schedule).stages[-1])
 
-    def stage_dir(self, stage: Stage) -> Path:
-        return self.ctx.run_dir / "train" / self.name / f"stage-{stage.stage}"
+    @classmethod
+    def stage_dir(cls, run_dir: Path, stage: Stage) -> Path:
+        return run_dir / "train" / cls.name / f"stage-{stage.stage}"
+
+    @classmethod
+    def plan(cls, settings: SKInternSettings, data: RunData, train: TrainConfig) -> TrainPlan:
+        """Per stage: the item's pair plus its knowledge at the stage's keep-rate and its examples (each about
+        an average item's question and rationale)."""
+        schedule = build_schedule(settings.schedule)
+        uses_knowledge = any(s.knowledge_keep_rate for s in schedule.stages)
+        items = data.train if not uses_knowledge or settings.missing_knowledge == "teacher" else \
+            data.knowledge.split_covered(data.train)[0]
+        pair = sum(len(ex.question) + len(data.rationales[ex.id]) for ex in items)
+        knowledge = sum(len(data.knowledge.get(ex.task, ex.index).text()) for ex in items if (ex.task, ex.index) in data.knowledge)
+        shot = pair / max(len(items), 1)
+        chars = sum(s.epochs * (pair + s.knowledge_keep_rate * knowledge + s.num_examples * shot * len(items))
+                    for s in schedule.stages)
+        return TrainPlan(len(items), len(items) * len(schedule.stages), sum(s.epochs for s in schedule.stages),
+                         int(chars / 4))
+
+    @classmethod
+    def describe(cls, settings: SKInternSettings) -> str:
+        return build_schedule(settings.schedule).table()
 
     # -- data of every stage, built before any training (the compressor scores with the untrained student)
     def training_items(self) -> tuple[list[Example], KnowledgeStore]:
         """Items with teacher knowledge; the rest are left out, or generated when knowledge.missing = teacher."""
-        rd, cfg = self.ctx.data, self.ctx.cfg
-        if cfg.knowledge.missing not in ("skip", "teacher"):
-            raise SkinternError(f"knowledge.missing: expected 'skip' or 'teacher', got {cfg.knowledge.missing!r}")
+        rd, missing_policy = self.ctx.data, self.settings.missing_knowledge
         store = rd.knowledge
         if not any(s.knowledge_keep_rate for s in self.schedule.stages):
             return list(rd.train), store  # knowledge ablated away: every item with a rationale can train
         covered, missing = store.split_covered(rd.train)
-        if missing and cfg.knowledge.missing == "teacher":
+        if missing and missing_policy == "teacher":
             store = KnowledgeStore([*store, *self._teach_knowledge(missing)])
             covered, missing = store.split_covered(rd.train)
         if missing:
             print(f"skintern: {len(missing)} training items have no teacher knowledge and are left out "
-                  f"({len(covered)} train); set knowledge.missing: teacher to generate it", flush=True)
+                  f"({len(covered)} train); set methods.skintern.missing_knowledge: teacher to generate it", flush=True)
         if not covered:
-            raise SkinternError("skintern: no training item has teacher knowledge (data.knowledge or knowledge.missing: teacher)")
+            raise SkinternError("skintern: no training item has teacher knowledge "
+                                "(data.knowledge or methods.skintern.missing_knowledge: teacher)")
         return covered, store
 
     def _teach_knowledge(self, examples: list[Example]) -> list[KnowledgeRecord]:
-        from skintern.teacher.generate import generate_knowledge
-
         out = self.ctx.run_dir / "teacher"
-        generate_knowledge(examples, self.ctx.cfg.teacher, out)
+        generate_knowledge(examples, self.ctx.teacher, out)
         return KnowledgeStore.load(out / "knowledge.jsonl").records()
 
-    def stage_examples(self) -> dict[int, list[SFTExample]]:
+    def stage_pairs(self) -> dict[int, list[SFTExample]]:
         """Training pairs of every stage; targets are identical across stages, only the input shrinks."""
         items, store = self.training_items()
         stages = self.schedule.stages
@@ -84,14 +132,14 @@ class SKIntern(Method):
                 trimmed += kept < len(shots)
             if trimmed:
                 print(f"skintern: stage {stage.stage}: {trimmed} of {len(rows)} prompts over train.max_length="
-                      f"{self.ctx.cfg.train.max_length} tokens keep fewer examples", flush=True)
+                      f"{self.ctx.train.max_length} tokens keep fewer examples", flush=True)
             out[stage.stage] = rows
         return out
 
     def _fitting_pair(self, ex: Example, knowledge: str | None, shots: list[str]) -> tuple[SFTExample, int]:
         """The item's pair, without its least similar examples while it is over train.max_length, and how many
         examples it kept. Dropping the whole item instead would train early stages on fewer, shorter items."""
-        description, max_length = self.ctx.data.description(ex), self.ctx.cfg.train.max_length
+        description, max_length = self.ctx.data.description(ex), self.ctx.train.max_length
         while True:
             pair = self.cot_pair(ex, augmented_prompt(description, ex.question, knowledge, shots))
             if not shots or pair_length(self.ctx.student.tokenizer, pair) <= max_length:
@@ -100,9 +148,7 @@ class SKIntern(Method):
 
     def _neighbours(self, items: list[Example], k: int) -> dict[str, list[Example]]:
         """The k most similar training items (with a teacher rationale) of each item, never itself."""
-        from skintern.retrieval import ExampleRetriever
-
-        cfg = self.ctx.cfg.knowledge
+        cfg = self.ctx.retrieval
         retriever = ExampleRetriever(self.ctx.data.train, embedder=cfg.embedder, model_path=cfg.embedder_path, same_task=True)
         return {ex.id: hits for ex, hits in zip(items, retriever.top_k_many(items, k))}
 
@@ -114,32 +160,24 @@ class SKIntern(Method):
         return {rate: dict(zip((ex.id for ex in items), compressor.compress_many(texts, rate))) for rate in rates}
 
     def _compressor(self):
-        from skintern.compression import build_compressor
-
-        cfg = self.ctx.cfg.knowledge
+        cfg = self.settings
         cache = self.ctx.run_dir.parent / ".compression-cache.sqlite"
         if cfg.compressor == "llmlingua2":
             return build_compressor("llmlingua2", model_path=cfg.llmlingua2_model, cache_path=cache)
-        if cfg.scorer_model:
-            from skintern.student import load_student
-
-            scorer = load_student(cfg.scorer_model)
-            return build_compressor(cfg.compressor, model=scorer.model, tokenizer=scorer.tokenizer, cache_path=cache)
-        student = self.ctx.student
-        return build_compressor(cfg.compressor, model=student.model, tokenizer=student.tokenizer, cache_path=cache)
+        scorer = load_student(cfg.scorer_model) if cfg.scorer_model else self.ctx.student
+        return build_compressor(cfg.compressor, model=scorer.model, tokenizer=scorer.tokenizer, cache_path=cache)
 
     # -- training
-    def fit(self) -> TrainStats:
-        per_stage = self.stage_examples()
+    def fit(self) -> Fitted:
+        per_stage = self.stage_pairs()
         print(self.schedule.table(), flush=True)
         model, all_stats = self.ctx.student.model, []
         for stage in self.schedule.stages:
             print(f"skintern: stage {stage.stage}/{self.schedule.K} ({len(per_stage[stage.stage])} examples)", flush=True)
-            self.ctx.student.model = model
-            model, stats = self._finetune(per_stage[stage.stage], self.stage_dir(stage), epochs=stage.epochs)
+            model, stats = self.finetune(per_stage[stage.stage], self.stage_dir(self.ctx.run_dir, stage), model=model,
+                                         epochs=stage.epochs)
             all_stats.append(stats)
-        self.ctx.student.model = model
-        return TrainStats(
+        return Fitted(model, TrainStats(
             examples=sum(s.examples for s in all_stats),
             dropped_too_long=sum(s.dropped_too_long for s in all_stats),
             steps=sum(s.steps for s in all_stats),
@@ -147,4 +185,7 @@ class SKIntern(Method):
             seconds=sum(s.seconds for s in all_stats),
             losses=[loss for s in all_stats for loss in s.losses],
             stages=[s.to_dict() for s in all_stats],
-        )
+        ))
+
+    def result_extras(self) -> dict[str, Any]:
+        return {"schedule": self.schedule.to_dict()}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from skintern.methods import Method
-from skintern.train import SFTExample
+from skintern.methods.base import Method
 
 
 class StdCoT(Method):
-    name = "std-cot"
+    """The base method as it is: `Method` builds Std-CoT's pairs and its one inference pass."""
 
-    def train_examples(self) -> list[SFTExample]:
-        return [self.cot_pair(ex) for ex in self.ctx.data.train]
+    name = "std-cot"

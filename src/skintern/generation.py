@@ -1,0 +1,145 @@
+"""One Generator for every pass of every method, for `ask` and for the benchmarks: greedy decoding of one
+model under the `eval:` settings (backend, batch size, stop strings, token cap).
+
+Backends share one contract: the same prompt token ids, greedy decoding, the same max_new_tokens and
+stop strings, text cut the same way. `hf` batches `model.generate` by prompt length (less padding);
+`vllm` (GPU machines with `pip install vllm`) writes the in-memory student (LoRA merged into a copy) to a
+temp folder and loads it once per set of weights. Kernels differ, so a near-tie between two tokens can
+still resolve differently in a long generation; vLLM's generated-token count may differ by one (it does
+not count a stop string's last token the way HF does)."""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import os
+import tempfile
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from peft import PeftModel
+from tqdm.auto import tqdm
+
+from skintern.errors import SkinternError
+from skintern.prompts import STOP_STRINGS, cut_at_stop
+from skintern.student import save_merged
+
+BACKENDS = ("auto", "hf", "vllm")
+_vllm_engine: dict = {}  # the one live vLLM engine of the process: {"key", "llm", "dir"}
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+
+
+def resolve_backend(backend: str) -> str:
+    """`auto` is vLLM when it is importable and a CUDA GPU is present, else HF `generate`."""
+    if backend not in BACKENDS:
+        raise SkinternError(f"eval.backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if backend == "vllm" and not available:
+        raise SkinternError("eval.backend: vllm needs `pip install vllm` and a CUDA GPU (use auto or hf)")
+    return "vllm" if backend == "vllm" or (backend == "auto" and available) else "hf"
+
+
+class Generator:
+    """Greedy generations of `model`; calling it with prompts returns one `Generation` per prompt, in order."""
+
+    def __init__(self, model, tokenizer, *, backend: str = "hf", batch_size: int = 8, max_new_tokens: int = 256,
+                 stop_strings: Sequence[str] = STOP_STRINGS, progress: bool = False):
+        self.model, self.tokenizer = model, tokenizer
+        self.backend = resolve_backend(backend)
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.stop_strings, self.progress = tuple(stop_strings), progress
+
+    def __call__(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[Generation]:
+        cap = max_new_tokens or self.max_new_tokens
+        if self.backend == "vllm":
+            return self._vllm_generate(prompts, cap)
+        return self._hf_generate(prompts, cap)
+
+    @torch.inference_mode()
+    def _hf_generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        model, tokenizer = self.model, self.tokenizer
+        model.eval()
+        tokenizer.padding_side = "left"
+        lengths = [len(tokenizer(p).input_ids) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        results: list[Generation | None] = [None] * len(prompts)
+        bar = tqdm(total=len(prompts), desc="generate", disable=not self.progress, unit="q")
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
+            with merged_lora(model):
+                out = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    stop_strings=list(self.stop_strings),
+                    tokenizer=tokenizer,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            new = out[:, batch["input_ids"].shape[1] :]
+            for row, i in enumerate(idx):
+                ids = new[row].tolist()
+                n = generated_length(ids, tokenizer)
+                text = cut_at_stop(tokenizer.decode(ids[:n], skip_special_tokens=True), self.stop_strings)
+                results[i] = Generation(text=text, prompt_tokens=lengths[i], generated_tokens=n)
+            bar.update(len(idx))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def _vllm_generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        from vllm import SamplingParams
+
+        ids = [self.tokenizer(p).input_ids for p in prompts]
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(self.stop_strings),
+                                skip_special_tokens=True)
+        outputs = self._vllm_llm().generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
+        return [Generation(text=cut_at_stop(out.outputs[0].text, self.stop_strings), prompt_tokens=len(x),
+                           generated_tokens=len(out.outputs[0].token_ids)) for x, out in zip(ids, outputs)]
+
+    def _vllm_llm(self):
+        """The engine for the model's current weights (the model object plus every parameter's version counter);
+        one per process, since each holds a share of the GPU's memory."""
+        from vllm import LLM
+
+        key = (id(self.model), tuple(p._version for p in self.model.parameters()))
+        if _vllm_engine.get("key") != key:
+            _vllm_engine.clear()
+            gc.collect()
+            torch.cuda.empty_cache()
+            folder = tempfile.TemporaryDirectory(prefix="skintern-vllm-")
+            save_merged(self.model, self.tokenizer, folder.name)
+            llm = LLM(model=folder.name, tokenizer=folder.name, dtype=str(self.model.dtype).removeprefix("torch."), seed=0,
+                      gpu_memory_utilization=float(os.environ.get("SKINTERN_VLLM_GPU_MEMORY", "0.5")))
+            _vllm_engine.update(key=key, llm=llm, dir=folder)
+        return _vllm_engine["llm"]
+
+
+@contextmanager
+def merged_lora(model):
+    """Generate with LoRA weights folded into the base weights: same outputs, no per-layer adapter matmuls."""
+    merge = isinstance(model, PeftModel) and not any(getattr(m, "merged", False) for m in model.modules())
+    if merge:
+        model.merge_adapter()
+    try:
+        yield model
+    finally:
+        if merge:
+            model.unmerge_adapter()
+
+
+def generated_length(ids: list[int], tokenizer) -> int:
+    """Tokens actually generated: up to and including the first EOS, without the padding after it."""
+    eos = tokenizer.eos_token_id
+    if eos in ids:
+        return ids.index(eos) + 1
+    while ids and ids[-1] == tokenizer.pad_token_id:
+        ids = ids[:-1]
+    return len(ids)

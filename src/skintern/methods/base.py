@@ -1,0 +1,131 @@
+"""The method seam. A method is three things: its settings (a dataclass, the `methods.<name>:` section of a
+config, checked when the config loads), how it builds training pairs (`train_pairs`, `fit`) and how it
+answers (`infer`: the passes of each test item through one `Generator`).
+
+`fit` returns the trained model instead of changing shared state, so the orchestrator reads like a recipe:
+load student -> build method -> fit -> evaluate -> write entry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from skintern.data import Example
+from skintern.generation import Generation, Generator
+from skintern.methods.rundata import RunData
+from skintern.prompts import cot_prompt, cot_target
+from skintern.retrieval import RetrievalConfig
+from skintern.schema import check_range
+from skintern.student import Student
+from skintern.teacher.config import TeacherConfig
+from skintern.train import SFTExample, TrainConfig, TrainStats, finetune
+
+
+@dataclass
+class MethodSettings:
+    """A method without settings of its own."""
+
+
+@dataclass
+class AnswerCapSettings(MethodSettings):
+    answer_max_new_tokens: int = 16
+    """Token cap of an answer-only pass (the answer, not a rationale)."""
+
+    def __post_init__(self):
+        check_range("answer_max_new_tokens", self.answer_max_new_tokens, 1)
+
+
+@dataclass
+class Context:
+    """What a method works with: the run's data, the untrained student and the shared settings."""
+
+    data: RunData
+    student: Student
+    train: TrainConfig
+    retrieval: RetrievalConfig
+    teacher: TeacherConfig
+    seed: int
+    run_dir: Path
+
+
+@dataclass
+class TrainPlan:
+    """What a method's training will do, worked out from the data alone (`skintern run --dry-run`)."""
+
+    items: int
+    pairs: int
+    epochs: float
+    """Passes over the pairs (SKIntern: summed over its stages)."""
+    tokens: int
+    """Training tokens over all passes, estimated at 4 characters a token."""
+
+
+@dataclass
+class Fitted:
+    """The outcome of `fit`: the model to evaluate and its training stats (None when nothing trained)."""
+
+    model: Any
+    stats: TrainStats | None
+
+
+class Method:
+    """Base of every method: Std-CoT's prompt and training pairs, one inference pass."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[MethodSettings]] = MethodSettings
+    trains: ClassVar[bool] = True
+    pairs_per_item: ClassVar[int] = 1
+
+    def __init__(self, settings: MethodSettings, ctx: Context):
+        self.settings, self.ctx = settings, ctx
+
+    @classmethod
+    def weights_dir(cls, run_dir: Path, settings: MethodSettings) -> Path:
+        """Where `fit` leaves the trained weights (in `final/`), known before anything is built."""
+        return run_dir / "train" / cls.name
+
+    # -- inference
+    def prompt(self, ex: Example) -> str:
+        """The input of the first (usually only) inference pass."""
+        return cot_prompt(self.ctx.data.description(ex), ex.question)
+
+    def infer(self, examples: Sequence[Example], generate: Generator) -> list[list[Generation]]:
+        """The passes of each example: one rationale-and-answer generation."""
+        return [[g] for g in generate([self.prompt(ex) for ex in examples])]
+
+    # -- training
+    def train_pairs(self) -> list[SFTExample]:
+        return [self.cot_pair(ex) for ex in self.ctx.data.train]
+
+    def fit(self) -> Fitted:
+        model, stats = self.finetune(self.train_pairs(), self.weights_dir(self.ctx.run_dir, self.settings))
+        return Fitted(model, stats)
+
+    @classmethod
+    def plan(cls, settings: MethodSettings, data: RunData, train: TrainConfig) -> TrainPlan:
+        """Std-CoT's plan: one pair per training item, question + rationale."""
+        chars = sum(len(ex.question) + len(data.rationales[ex.id]) for ex in data.train)
+        passes = cls.pairs_per_item * train.epochs
+        return TrainPlan(len(data.train), cls.pairs_per_item * len(data.train), train.epochs, int(chars * passes / 4))
+
+    @classmethod
+    def describe(cls, settings: MethodSettings) -> str:
+        """What to tell a reader about the method's own settings in a plan or a model card (SKIntern: its schedule)."""
+        return ""
+
+    def result_extras(self) -> dict[str, Any]:
+        """Extra fields of the method's results entry (SKIntern: its schedule)."""
+        return {}
+
+    # -- helpers shared by methods
+    def finetune(self, pairs: Sequence[SFTExample], out: Path, model=None, epochs: float | None = None):
+        """Train `model` (default: the untrained student) on `pairs`; returns (model, stats)."""
+        ctx = self.ctx
+        return finetune(ctx.student.model if model is None else model, ctx.student.tokenizer, pairs, ctx.train, out,
+                        seed=ctx.seed, epochs=epochs, desc=self.name)
+
+    def cot_pair(self, ex: Example, prompt: str | None = None) -> SFTExample:
+        rationale = self.ctx.data.rationales[ex.id]
+        return SFTExample(ex.id, prompt if prompt is not None else self.prompt(ex), cot_target(rationale, ex.answer))

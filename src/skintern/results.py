@@ -1,0 +1,119 @@
+"""Typed results: one `Entry` per evaluated method, one `Results` per results.json.
+
+`skintern run` and `compare` write them, `report` and `export` read them, all through these classes, so a
+field has one name and one type everywhere. Reading tolerates keys it does not know (files of other
+releases) and names the file and the field of anything malformed."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from skintern.errors import SkinternError
+from skintern.files import read_json, write_json
+from skintern.schema import SettingError, from_dict, to_dict
+
+
+@dataclass
+class DatasetScore:
+    accuracy: float
+    n: int
+    per_task: dict[str, float] = field(default_factory=dict)
+    per_seed: list[float] | None = None
+    """Accuracy of each seed, in `Results.seeds` order (combined compares)."""
+
+    def __post_init__(self):
+        for key, value in [("accuracy", self.accuracy), *((f"per_seed[{i}]", a) for i, a in enumerate(self.per_seed or []))]:
+            if math.isnan(value) or not 0 <= value <= 1:
+                raise SettingError(key, f"expected an accuracy in [0, 1], got {value!r}")
+        if self.n < 0:
+            raise SettingError("n", f"expected a count >= 0, got {self.n}")
+
+
+@dataclass
+class QueryFlops:
+    prefill: float
+    generation: float
+
+    @property
+    def total(self) -> float:
+        return self.prefill + self.generation
+
+
+@dataclass
+class Entry:
+    """One method evaluated on every test dataset (and, for a combined compare, averaged over seeds)."""
+
+    method: str
+    eval: dict[str, DatasetScore]
+    student: str | None = None
+    prompt_tokens_per_query: float | None = None
+    generated_tokens_per_query: float | None = None
+    flops_per_query: QueryFlops | None = None
+    wall_time_per_query_s: float | None = None
+    train: dict[str, Any] | None = None
+    """`train.TrainStats` of the method's training (None for methods that do not train)."""
+    train_time_s: float | None = None
+    config_digest: str | None = None
+    """What the entry depends on (`run.config_digest`); a rerun with another config refuses to reuse it."""
+    reused_from_seed: int | None = None
+    seeds: list[int] | None = None
+    accuracy_std: dict[str, float] | None = None
+    """Spread of each dataset's accuracy over seeds."""
+    label: str | None = None
+    """Shown instead of the method name in reports (merged reports: "skintern [no-knowledge]")."""
+    extras: dict[str, Any] | None = None
+    """What the method adds about itself (SKIntern: its schedule)."""
+
+    def to_dict(self) -> dict:
+        return to_dict(self, drop_none=True)
+
+
+@dataclass
+class Results:
+    runs: list[Entry]
+    name: str | None = None
+    student: str | None = None
+    teacher: str | None = None
+    created: str | None = None
+    seed: int | None = None
+    seeds: list[int] | None = None
+    config: dict[str, Any] | None = None
+    """The run's resolved config (`config.RunConfig.to_dict`)."""
+    schedule: dict[str, Any] | None = None
+    """The SKIntern schedule of the run (`schedule.Schedule.to_dict`), when it has one."""
+
+    def __post_init__(self):
+        if not self.runs:
+            raise SettingError("runs", "is empty, expected at least one run")
+        for i, stage in enumerate((self.schedule or {}).get("stages", [])):
+            for key in ("knowledge_keep_rate", "num_examples"):
+                if not isinstance(stage, dict) or not isinstance(stage.get(key), (int, float)):
+                    raise SettingError(f"schedule.stages[{i}]", f"field {key!r} must be a number")
+
+    def to_dict(self) -> dict:
+        return to_dict(self, drop_none=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "results") -> Results:
+        if not isinstance(data, dict):
+            raise SkinternError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        return from_dict(cls, data, source, strict=False)
+
+
+def load_results(path: str | os.PathLike) -> Results:
+    """Read and check a results.json; errors name the file and the field."""
+    return Results.from_dict(read_json(path), str(path))
+
+
+def write_results(path: str | os.PathLike, results: Results):
+    return write_json(path, results.to_dict())
+
+
+def load_entry(path: str | os.PathLike) -> Entry:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise SkinternError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return from_dict(Entry, data, str(path), strict=False)

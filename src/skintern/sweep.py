@@ -1,0 +1,86 @@
+"""`skintern compare`: every method of `compare.methods` on the same data, once per seed of `compare.seeds`
+(runs/<name>/seed-<s>/ when there are several), then one results.json with the mean and spread over seeds.
+
+A method that does not train is a greedy evaluation of the same student, so the seed cannot change it:
+later seeds reuse the first seed's entry instead of evaluating again."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from pathlib import Path
+
+from skintern.config import RunConfig
+from skintern.files import write_json
+from skintern.methods import METHODS
+from skintern.report import render_report
+from skintern.results import DatasetScore, QueryFlops, Results, load_entry, load_results, write_results
+from skintern.run import config_digest, entry_path, methods_to_run, run
+
+
+def compare_seeds(cfg: RunConfig) -> Path:
+    """Every method once per seed, then one combined results.json; returns its path."""
+    if len(cfg.compare.seeds) == 1:
+        single = copy.deepcopy(cfg)
+        single.seed = cfg.compare.seeds[0]
+        return run(single, compare=True)
+    seed_cfgs = []
+    for seed in cfg.compare.seeds:
+        one = copy.deepcopy(cfg)
+        one.seed, one.output_dir, one.name = seed, str(cfg.run_dir), f"seed-{seed}"
+        seed_cfgs.append(one)
+    per_seed = []
+    for one in seed_cfgs:
+        if one is not seed_cfgs[0]:
+            reuse_untrained_entries(seed_cfgs[0], one)
+        per_seed.append(load_results(run(one, compare=True)))
+    combined = combine_seeds(per_seed)
+    combined.name, combined.config = cfg.name, cfg.to_dict()
+    path = write_results(cfg.run_dir / "results.json", combined)
+    render_report(combined, cfg.run_dir, title=f"skintern compare: {cfg.name} ({len(per_seed)} seeds)")
+    return path
+
+
+def reuse_untrained_entries(first: RunConfig, cfg: RunConfig) -> None:
+    """Copy the first seed's finished entries of methods that do not train into `cfg`'s run."""
+    for name in methods_to_run(cfg, compare=True):
+        source, target = entry_path(first.run_dir, name), entry_path(cfg.run_dir, name)
+        if METHODS[name].trains or not source.is_file() or target.is_file():
+            continue
+        entry = load_entry(source)  # the first seed's run checked its config_digest
+        entry.config_digest, entry.reused_from_seed = config_digest(cfg), first.seed
+        write_json(target, entry.to_dict())
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def combine_seeds(per_seed: list[Results]) -> Results:
+    """Mean over seeds of every number, with the spread (population std) of each accuracy."""
+    seeds = [r.seed for r in per_seed]
+    runs = []
+    for i, first in enumerate(per_seed[0].runs):
+        entries = [r.runs[i] for r in per_seed]
+        merged = copy.deepcopy(first)
+        merged.seeds = seeds
+        merged.eval, merged.accuracy_std = {}, {}
+        for ds, score in first.eval.items():
+            accs = [e.eval[ds].accuracy for e in entries]
+            merged.eval[ds] = DatasetScore(
+                accuracy=_mean(accs), n=score.n,
+                per_task={t: _mean([e.eval[ds].per_task[t] for e in entries]) for t in score.per_task},
+                per_seed=accs,
+            )
+            merged.accuracy_std[ds] = statistics.pstdev(accs)
+        for key in ("prompt_tokens_per_query", "generated_tokens_per_query", "wall_time_per_query_s", "train_time_s"):
+            if getattr(first, key) is not None:
+                setattr(merged, key, _mean([getattr(e, key) for e in entries]))
+        if first.flops_per_query is not None:
+            merged.flops_per_query = QueryFlops(prefill=_mean([e.flops_per_query.prefill for e in entries]),
+                                                generation=_mean([e.flops_per_query.generation for e in entries]))
+        runs.append(merged)
+    head = per_seed[0]
+    return Results(runs=runs, name=head.name, student=head.student, teacher=head.teacher, seed=head.seed, seeds=seeds,
+                   config=head.config, schedule=head.schedule)
+
