@@ -196,3 +196,56 @@ def test_dry_run_reports_bad_data_like_a_real_run(tmp_path, capsys):
     path = write(tmp_path, f"data:\n  data_dir: {tmp_path / 'nowhere'}\n")
     assert main(["run", str(path), "--dry-run"]) == 2
     assert "data dir not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- adding a method
+
+
+def test_a_new_method_needs_only_its_class_and_a_registry_line(tmp_path, tiny_student_dir, shared_data, monkeypatch, capsys):
+    """What a new method file holds, and the registry line: config, compare, report and dry-run find it."""
+    from dataclasses import dataclass
+
+    import skintern.methods
+    from skintern.methods.base import Method, MethodSettings
+    from skintern.schema import check_choice
+    from skintern.train import SFTExample
+
+    @dataclass
+    class EchoSettings(MethodSettings):
+        cue: str = "The answer is"
+
+        def __post_init__(self):
+            check_choice("cue", self.cue, ("The answer is", "Answer:"))
+
+    class AnswerOnly(Method):
+        name = "answer-only-test"
+        Settings = EchoSettings
+
+        def prompt(self, ex):
+            return f"Q: {ex.question.strip()}\n{self.settings.cue}"
+
+        def train_pairs(self):
+            return [SFTExample(ex.id, self.prompt(ex), f" {ex.answer}.") for ex in self.ctx.data.train]
+
+    monkeypatch.setitem(skintern.methods.METHODS, AnswerOnly.name, AnswerOnly)  # the registry line
+    cfg = {"name": "new", "output_dir": str(tmp_path / "runs"),
+           "data": {"data_dir": str(shared_data), "tasks": ["sports_understanding"], "train_per_task": 4},
+           "student": {"model": str(tiny_student_dir)},
+           "train": {"finetune": "full", "max_steps": 1, "batch_size": 2, "save_steps": 10},
+           "eval": {"per_task": 2, "max_new_tokens": 4},
+           "methods": {"answer-only-test": {"cue": "Answer:"}},
+           "compare": {"methods": ["std-cot", "answer-only-test"]}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["compare", str(path), "--dry-run"]) == 0
+    assert "answer-only-test yes" in " ".join(capsys.readouterr().out.split())
+    assert main(["compare", str(path)]) == 0
+    results = load_results(tmp_path / "runs" / "new" / "results.json")
+    assert [r.method for r in results.runs] == ["std-cot", "answer-only-test"]
+    assert results.config["methods"]["answer-only-test"] == {"cue": "Answer:"}
+    assert "| answer-only-test |" in (tmp_path / "runs" / "new" / "report.md").read_text()
+    rows = (tmp_path / "runs" / "new" / "predictions" / "answer-only-test-bbh.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and results.runs[1].train["steps"] == 1
+    path.write_text(yaml.safe_dump({**cfg, "methods": {"answer-only-test": {"cue": "A:"}}}))
+    assert main(["compare", str(path)]) == 2
+    assert "methods.answer-only-test.cue: expected one of" in capsys.readouterr().err
