@@ -118,8 +118,8 @@ def test_import_teacher_reports_kept_per_task(shared_data, capsys):
     assert main(["import-teacher", "--data-dir", str(shared_data), "--tasks", "sports_understanding,navigate"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("sports_understanding"))
-    kept, wrong, missing = map(int, line.split()[1:])
-    assert kept + wrong + missing == 150 and kept > 130 and missing == 0
+    kept, wrong, missing, mismatched = map(int, line.split()[1:5])
+    assert kept + wrong + missing == 150 and kept > 130 and missing == mismatched == 0
 
 
 def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir, shared_data):

@@ -22,9 +22,13 @@ class Answer:
     completion_tokens: int = 0
 
 
-def request_key(model: str, messages: list[dict], params: dict) -> str:
-    """Stable hash of everything that determines an answer (params include the sample index)."""
-    blob = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True, ensure_ascii=False)
+def request_key(base_url: str, model: str, messages: list[dict], params: dict) -> str:
+    """Stable hash of everything that determines an answer (params include the sample index).
+
+    The endpoint is part of it: two servers may serve different weights under one model name.
+    Entries written before the endpoint was keyed simply never match, so they are asked again."""
+    request = {"base_url": base_url.rstrip("/"), "model": model, "messages": messages, "params": params}
+    blob = json.dumps(request, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

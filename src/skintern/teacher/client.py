@@ -91,7 +91,7 @@ class TeacherClient:
     async def complete(self, messages: list[dict], sample: int = 0) -> str:
         params = {"temperature": self.config.temperature, "top_p": self.config.top_p,
                   "max_tokens": self.config.max_tokens, "sample": sample}
-        key = request_key(self.model, messages, params)
+        key = request_key(self.base_url, self.model, messages, params)
         if (hit := self.cache.get(key)) is not None:
             self.usage.cached += 1
             return hit.text
@@ -103,7 +103,7 @@ class TeacherClient:
     async def _fetch(self, key: str, messages: list[dict], params: dict) -> str:
         async with self._sem:
             answer = await self._with_retries(messages, params)
-        self.cache.put(key, self.model, {"messages": messages, "params": params}, answer)
+        self.cache.put(key, self.model, {"base_url": self.base_url, "messages": messages, "params": params}, answer)
         u = self.usage
         u.answered += 1
         u.prompt_tokens += answer.prompt_tokens
