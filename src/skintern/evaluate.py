@@ -6,6 +6,7 @@ resumes where it stopped; the finished file is renamed into place."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -34,8 +35,8 @@ class EvalConfig:
     per_dataset: dict[str, int] = field(default_factory=dict)
     """The same cap for one dataset, overriding per_task."""
     batch_size: int = 8
-    max_new_tokens: int = 256
-    """Token cap of a rationale-writing pass (answer-only passes have their method's own cap)."""
+    max_new_tokens: int | None = None
+    """Token cap of a rationale-writing pass; None: from the data (`GenerationCaps.from_data`)."""
     before_training: bool = True
     """`skintern run` also evaluates the untrained student (method "prompt")."""
     backend: str = "auto"
@@ -54,12 +55,35 @@ class EvalConfig:
         if self.per_task is not None:
             check_range("per_task", self.per_task, 1)
         check_range("batch_size", self.batch_size, 1)
-        check_range("max_new_tokens", self.max_new_tokens, 1)
+        if self.max_new_tokens is not None:
+            check_range("max_new_tokens", self.max_new_tokens, 1)
         check_choice("backend", self.backend, BACKENDS)
 
-    def generator(self, model, tokenizer) -> Generator:
-        return Generator(model, tokenizer, backend=self.backend, batch_size=self.batch_size,
-                         max_new_tokens=self.max_new_tokens)
+
+ANSWER_MARGIN = 4
+"""Tokens an answer-only pass may write beyond the longest gold answer (a different spelling, a space)."""
+
+
+@dataclass(frozen=True)
+class GenerationCaps:
+    """Token caps that come from the data, so that a cap never decides a result: a rationale pass may write
+    as much as 99 % of the teacher's training targets take, an answer pass the longest gold answer plus a
+    margin. An explicit `eval.max_new_tokens` / `methods.<name>.answer_max_new_tokens` wins over these."""
+
+    rationale: int
+    answer: int
+
+    @classmethod
+    def from_data(cls, tokenizer, targets: Sequence[str], answers: Sequence[str]) -> GenerationCaps:
+        """`targets`: the training targets (rationale + answer sentence); `answers`: every gold answer, train and test."""
+        lengths = sorted(len(tokenizer(t, add_special_tokens=False).input_ids) + 1 for t in targets)  # + EOS
+        rationale = lengths[min(len(lengths) - 1, math.ceil(0.99 * len(lengths)) - 1)] if lengths else 256
+        answer = max((len(tokenizer(f" {a}.", add_special_tokens=False).input_ids) for a in answers), default=12)
+        return cls(rationale=rationale, answer=answer + ANSWER_MARGIN)
+
+    def generator(self, cfg: EvalConfig, model, tokenizer) -> Generator:
+        return Generator(model, tokenizer, backend=cfg.backend, batch_size=cfg.batch_size,
+                         max_new_tokens=cfg.max_new_tokens or self.rationale)
 
 
 @dataclass
@@ -70,11 +94,13 @@ class EvalResult:
     prompt_tokens_per_query: float
     generated_tokens_per_query: float
     wall_time_per_query_s: float
+    hit_cap: float
+    """Share of items whose generation (any pass) stopped at the token cap."""
+    no_answer: float
+    """Share of items with no extractable answer."""
     predictions_path: Path
     flops_per_query: dict[str, float] | None = None  # mean over rows of each row's own count
 
-    def summary(self) -> dict:
-        return {"accuracy": self.accuracy, "n": self.n, "per_task": self.per_task}
 
 
 Infer = Callable[[Sequence[Example]], list[list[Generation]]]
@@ -131,6 +157,7 @@ def _prediction_row(ex: Example, passes: list[Generation], seconds: float, shape
         "prompt_tokens": sum(p.prompt_tokens for p in passes),
         "generated_tokens": sum(p.generated_tokens for p in passes),
         "passes": len(passes),
+        "hit_cap": any(p.hit_cap for p in passes),
         "seconds": seconds,
     }
     if shape is not None:
@@ -152,6 +179,8 @@ def score(rows: list[dict], predictions_path: Path) -> EvalResult:
         prompt_tokens_per_query=mean("prompt_tokens"),
         generated_tokens_per_query=mean("generated_tokens"),
         wall_time_per_query_s=mean("seconds"),
+        hit_cap=sum(bool(r.get("hit_cap")) for r in rows) / n if n else 0.0,
+        no_answer=sum(r["prediction"] is None for r in rows) / n if n else 0.0,
         predictions_path=predictions_path,
         flops_per_query={k: sum(r["flops"][k] for r in rows) / n for k in ("prefill", "generation")}
         if n and all("flops" in r for r in rows)

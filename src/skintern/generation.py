@@ -35,6 +35,8 @@ class Generation:
     text: str
     prompt_tokens: int
     generated_tokens: int
+    hit_cap: bool = False
+    """Stopped by max_new_tokens, not by EOS or a stop string: the text may be cut short."""
 
 
 def resolve_backend(backend: str) -> str:
@@ -88,8 +90,10 @@ class Generator:
             for row, i in enumerate(idx):
                 ids = new[row].tolist()
                 n = generated_length(ids, tokenizer)
-                text = cut_at_stop(tokenizer.decode(ids[:n], skip_special_tokens=True), self.stop_strings)
-                results[i] = Generation(text=text, prompt_tokens=lengths[i], generated_tokens=n)
+                full = tokenizer.decode(ids[:n], skip_special_tokens=True)
+                text = cut_at_stop(full, self.stop_strings)
+                hit_cap = n >= max_new_tokens and tokenizer.eos_token_id not in ids[:n] and text == full
+                results[i] = Generation(text=text, prompt_tokens=lengths[i], generated_tokens=n, hit_cap=hit_cap)
             bar.update(len(idx))
         bar.close()
         return results  # type: ignore[return-value]
@@ -102,7 +106,8 @@ class Generator:
                                 skip_special_tokens=True)
         outputs = self._vllm_llm().generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
         return [Generation(text=cut_at_stop(out.outputs[0].text, self.stop_strings), prompt_tokens=len(x),
-                           generated_tokens=len(out.outputs[0].token_ids)) for x, out in zip(ids, outputs)]
+                           generated_tokens=len(out.outputs[0].token_ids), hit_cap=out.outputs[0].finish_reason == "length")
+                for x, out in zip(ids, outputs)]
 
     def _vllm_llm(self):
         """The engine for the model's current weights (the model object plus every parameter's version counter);

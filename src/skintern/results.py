@@ -23,6 +23,10 @@ class DatasetScore:
     per_task: dict[str, float] = field(default_factory=dict)
     per_seed: list[float] | None = None
     """Accuracy of each seed, in `Results.seeds` order (combined compares)."""
+    hit_cap: float | None = None
+    """Share of items whose generation stopped at the token cap (cut short)."""
+    no_answer: float | None = None
+    """Share of items with no extractable answer."""
 
     def __post_init__(self):
         for key, value in [("accuracy", self.accuracy), *((f"per_seed[{i}]", a) for i, a in enumerate(self.per_seed or []))]:
@@ -53,6 +57,8 @@ class Entry:
     generated_tokens_per_query: float | None = None
     flops_per_query: QueryFlops | None = None
     wall_time_per_query_s: float | None = None
+    max_new_tokens: int | None = None
+    """The token cap of rationale passes (answer-only caps are in `extras`)."""
     train: dict[str, Any] | None = None
     """`train.TrainStats` of the method's training (None for methods that do not train)."""
     train_time_s: float | None = None

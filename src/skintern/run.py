@@ -14,34 +14,38 @@ from pathlib import Path
 
 from skintern.config import RunConfig
 from skintern.errors import SkinternError
-from skintern.evaluate import EvalResult, evaluate
+from skintern.evaluate import EvalResult, GenerationCaps, evaluate
 from skintern.files import write_json
 from skintern.flops import model_shape
 from skintern.methods import METHODS, UNTRAINED_BASELINE, Context, Method
 from skintern.methods.rundata import RunData, load_run_data
 from skintern.report import render_report
 from skintern.results import DatasetScore, Entry, QueryFlops, Results, load_entry, write_results
+from skintern.prompts import cot_target
 from skintern.student import Student, load_student
 from skintern.train import load_trained_weights, with_lora
 
 
 def build_method(name: str, cfg: RunConfig, rd: RunData, student: Student, run_dir: Path) -> Method:
+    caps = GenerationCaps.from_data(student.tokenizer, [cot_target(rd.rationales[ex.id], ex.answer) for ex in rd.train],
+                                    [ex.answer for ex in [*rd.train, *(t for tests in rd.tests.values() for t in tests)]])
     ctx = Context(data=rd, student=student, train=cfg.train, retrieval=cfg.retrieval, teacher=cfg.teacher,
-                  seed=cfg.seed, run_dir=run_dir)
+                  seed=cfg.seed, run_dir=run_dir, caps=caps)
     return METHODS[name](cfg.settings(name), ctx)
 
 
 def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path) -> Entry:
     """Score `model` with the method's own inference passes on every test dataset; one results entry."""
     student = method.ctx.student
-    generate = cfg.eval.generator(model, student.tokenizer)
+    generate = method.ctx.caps.generator(cfg.eval, model, student.tokenizer)
     shape = model_shape(model.config)
     evals, results = {}, []
     for name, examples in method.ctx.data.tests.items():
         res: EvalResult = evaluate(lambda batch: method.infer(batch, generate), examples,
                                    out_dir / "predictions" / f"{method.name}-{name}.jsonl",
                                    batch_size=cfg.eval.batch_size, shape=shape)
-        evals[name] = DatasetScore(accuracy=res.accuracy, n=res.n, per_task=res.per_task)
+        evals[name] = DatasetScore(accuracy=res.accuracy, n=res.n, per_task=res.per_task, hit_cap=res.hit_cap,
+                                   no_answer=res.no_answer)
         results.append(res)
     n = sum(r.n for r in results) or 1
     avg = lambda f: sum(f(r) * r.n for r in results) / n  # noqa: E731
@@ -53,6 +57,7 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path) -> Ent
         generated_tokens_per_query=avg(lambda r: r.generated_tokens_per_query),
         flops_per_query=QueryFlops(**{k: avg(lambda r: r.flops_per_query[k]) for k in ("prefill", "generation")}),
         wall_time_per_query_s=avg(lambda r: r.wall_time_per_query_s),
+        max_new_tokens=generate.max_new_tokens,
         extras=method.result_extras() or None,
     )
 

@@ -7,7 +7,6 @@ later seeds reuse the first seed's entry instead of evaluating again."""
 from __future__ import annotations
 
 import copy
-import statistics
 from pathlib import Path
 
 from skintern.config import RunConfig
@@ -16,6 +15,7 @@ from skintern.methods import METHODS
 from skintern.report import render_report
 from skintern.results import DatasetScore, QueryFlops, Results, load_entry, load_results, write_results
 from skintern.run import config_digest, entry_path, methods_to_run, run
+from skintern.stats import seed_std
 
 
 def compare_seeds(cfg: RunConfig) -> Path:
@@ -57,7 +57,7 @@ def _mean(values: list[float]) -> float:
 
 
 def combine_seeds(per_seed: list[Results]) -> Results:
-    """Mean over seeds of every number, with the spread (population std) of each accuracy."""
+    """Mean over seeds of every number, with the spread (sample std) of each accuracy."""
     seeds = [r.seed for r in per_seed]
     runs = []
     for i, first in enumerate(per_seed[0].runs):
@@ -67,12 +67,14 @@ def combine_seeds(per_seed: list[Results]) -> Results:
         merged.eval, merged.accuracy_std = {}, {}
         for ds, score in first.eval.items():
             accs = [e.eval[ds].accuracy for e in entries]
+            shares = {key: [getattr(e.eval[ds], key) for e in entries] for key in ("hit_cap", "no_answer")}
             merged.eval[ds] = DatasetScore(
                 accuracy=_mean(accs), n=score.n,
                 per_task={t: _mean([e.eval[ds].per_task[t] for e in entries]) for t in score.per_task},
                 per_seed=accs,
+                **{key: _mean(v) for key, v in shares.items() if None not in v},
             )
-            merged.accuracy_std[ds] = statistics.pstdev(accs)
+            merged.accuracy_std[ds] = seed_std(accs)
         for key in ("prompt_tokens_per_query", "generated_tokens_per_query", "wall_time_per_query_s", "train_time_s"):
             if getattr(first, key) is not None:
                 setattr(merged, key, _mean([getattr(e, key) for e in entries]))

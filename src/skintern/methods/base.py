@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from skintern.data import Example
+from skintern.evaluate import GenerationCaps
 from skintern.generation import Generation, Generator
 from skintern.methods.rundata import RunData
 from skintern.prompts import cot_prompt, cot_target
@@ -30,11 +31,12 @@ class MethodSettings:
 
 @dataclass
 class AnswerCapSettings(MethodSettings):
-    answer_max_new_tokens: int = 16
-    """Token cap of an answer-only pass (the answer, not a rationale)."""
+    answer_max_new_tokens: int | None = None
+    """Token cap of an answer-only pass; None: the longest gold answer plus a margin (`GenerationCaps`)."""
 
     def __post_init__(self):
-        check_range("answer_max_new_tokens", self.answer_max_new_tokens, 1)
+        if self.answer_max_new_tokens is not None:
+            check_range("answer_max_new_tokens", self.answer_max_new_tokens, 1)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Context:
     teacher: TeacherConfig
     seed: int
     run_dir: Path
+    caps: GenerationCaps
+    """Token caps from the data, for passes whose cap the config leaves open."""
 
 
 @dataclass

@@ -5,6 +5,7 @@ generator, and both count towards the cost of a query."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from skintern.data import Example
 from skintern.generation import Generation, Generator
@@ -39,6 +40,13 @@ class CasCoD(Method):
         for the answer under the answer cap."""
         firsts = generate([self.prompt(ex) for ex in examples])
         answer_prompts = [self.answer_prompt(ex, rationale_body(g.text)) for ex, g in zip(examples, firsts)]
-        answers = generate(answer_prompts, self.settings.answer_max_new_tokens)
-        seconds = [Generation(f" {ANSWER_CUE}{a.text}", a.prompt_tokens, a.generated_tokens) for a in answers]
+        answers = generate(answer_prompts, self.answer_cap)
+        seconds = [Generation(f" {ANSWER_CUE}{a.text}", a.prompt_tokens, a.generated_tokens, a.hit_cap) for a in answers]
         return [list(pair) for pair in zip(firsts, seconds)]
+
+    @property
+    def answer_cap(self) -> int:
+        return self.settings.answer_max_new_tokens or self.ctx.caps.answer
+
+    def result_extras(self) -> dict[str, Any]:
+        return {"answer_max_new_tokens": self.answer_cap}

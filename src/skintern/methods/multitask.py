@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from skintern.data import Example
 from skintern.generation import Generation, Generator
@@ -50,7 +51,14 @@ class MTCoT(Method):
 
     def infer(self, examples: Sequence[Example], generate: Generator) -> list[list[Generation]]:
         """One answer-only pass under the answer cap."""
-        return [[g] for g in generate([self.prompt(ex) for ex in examples], self.settings.answer_max_new_tokens)]
+        return [[g] for g in generate([self.prompt(ex) for ex in examples], self.answer_cap)]
+
+    @property
+    def answer_cap(self) -> int:
+        return self.settings.answer_max_new_tokens or self.ctx.caps.answer
+
+    def result_extras(self) -> dict[str, Any]:
+        return {"answer_max_new_tokens": self.answer_cap}
 
     def train_pairs(self) -> list[SFTExample]:
         alpha = self.settings.alpha
