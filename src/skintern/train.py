@@ -153,9 +153,12 @@ def finetune(
 ) -> tuple[object, TrainStats]:
     """Train `model` on `examples`; returns the (possibly LoRA-wrapped) model and its stats.
 
-    With $SKINTERN_STAGE_LOG set, every rank logs the stage of each step there (`StageLog`)."""
+    With $SKINTERN_STAGE_LOG set, every rank logs the stage of each step there (`StageLog`).
+    `seed` fixes the run: it is set before the LoRA adapter is initialized, so the adapter does not depend on
+    what the process drew before; `Trainer` reseeds (dropout) and seeds the data order with it too."""
     output_dir = Path(output_dir)
     done = output_dir / "done.json"
+    set_seed(seed)
     model = with_lora(model, cfg)
     if done.is_file():
         load_trained_weights(model, output_dir / "final")
@@ -165,7 +168,6 @@ def finetune(
         raise SkinternError(f"{desc}: no training example fits train.max_length={cfg.max_length} ({dropped} dropped)")
     if not 0 <= cfg.warmup_ratio < 1:
         raise SkinternError(f"train.warmup_ratio: expected a fraction in [0, 1), got {cfg.warmup_ratio}")
-    set_seed(seed)
     precision = resolve_precision(cfg.precision)
     tokenizer.padding_side = "right"
     if cfg.gradient_checkpointing:
@@ -248,21 +250,51 @@ class StageLog(TrainerCallback):
 
 
 class WeightedLossTrainer(Trainer):
-    """Per-example loss (mean over its target tokens) times its weight, averaged over the batch."""
+    """Multi-task loss: the sum over tasks of the task's weight times the mean loss of its target tokens.
+
+    The rows of one weight are one task (mt-cot, step-by-step, cascod: alpha for answers, 1 - alpha for rationales)
+    and the mean runs over that task's target tokens in the whole optimizer batch (every accumulated micro-batch,
+    every process): loss = alpha * mean(answer-token loss) + (1 - alpha) * mean(rationale-token loss). So an
+    answer-only batch weighs alpha, not 1; batch 4 x accumulation 2 equals batch 8 x 1; with one weight w the loss
+    is w times the plain Trainer's token mean. A task absent from the batch adds nothing. Equal weights are one
+    task: at alpha = 0.5 answer and rationale tokens share one mean."""
+
+    loss_is_scaled_for_ga = True  # normalized over the whole optimizer batch: the Trainer must not divide again
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Tag each row with its task's target tokens in the optimizer batch, per process (`task_tokens`),
+        so that DDP's average over processes of each process's sum gives the mean."""
+        batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if batches:
+            weights = torch.cat([b["weight"] for b in batches])
+            tasks = torch.tensor([row["weight"] for row in self.train_dataset], device=weights.device).unique()
+            member = (weights[:, None] == tasks).float()
+            per_task = member.T @ torch.cat([self._target_tokens(b["labels"]) for b in batches])
+            if self.args.world_size > 1:
+                per_task = self.accelerator.reduce(per_task, reduction="mean")
+            for b, task_tokens in zip(batches, (member @ per_task).split([len(b["weight"]) for b in batches])):
+                b["task_tokens"] = task_tokens
+        return batches, num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         weights = inputs.pop("weight").float()
         labels = inputs.pop("labels")
+        task_tokens = inputs.pop("task_tokens", None)
+        if task_tokens is None:  # a lone batch (a direct call, evaluation): its tasks' tokens in it
+            task_tokens = (weights[:, None] == weights).float() @ self._target_tokens(labels)
         outputs = model(**inputs)
         logits = outputs.logits[:, :-1].float()
         targets = labels[:, 1:]
         token_loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
-        ).view(targets.shape)
-        mask = (targets != -100).float()
-        per_example = (token_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
-        loss = (per_example * weights).sum() / weights.sum().clamp(min=1e-8)
+        ).view(targets.shape)  # 0 where ignored
+        loss = (weights * token_loss.sum(1) / task_tokens.clamp(min=1e-8)).sum()
         return (loss, outputs) if return_outputs else loss
+
+    @staticmethod
+    def _target_tokens(labels: torch.Tensor) -> torch.Tensor:
+        """Target tokens per row: the positions the shifted causal-LM loss covers."""
+        return (labels[:, 1:] != -100).sum(1).float()
 
 
 def resolve_precision(precision: str) -> str:
