@@ -153,6 +153,21 @@ def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir,
     assert all(r["passes"] == 2 for r in cascod_rows)
     report = (run_dir / "report.md").read_text()
     assert all(f"| {m} |" in report for m in methods) and "Schedule" in report
+    # paired statistics from the saved predictions, against std-cot and (for SKIntern) the best baseline
+    vs_std = results["comparisons"]["std-cot"]["methods"]
+    assert set(vs_std) == set(methods) - {"std-cot"}
+    sk = vs_std["skintern"]["datasets"]["bbh"]
+    assert sk["n_items"] == 2 and sk["ci_low"] <= sk["method_minus_reference"] <= sk["ci_high"] and 0 <= sk["mcnemar_p"] <= 1
+    assert sk["method_minus_reference"] == pytest.approx(by["skintern"]["eval"]["bbh"]["accuracy"] - by["std-cot"]["eval"]["bbh"]["accuracy"])
+    assert list(results["comparisons"]["best_baseline"]["methods"]) == ["skintern"]
+    assert "## Paired differences" in report and "Smallest difference these test sets resolve" in report
+    # caps come from the data and their effect is reported
+    assert all(0 <= entry["eval"]["bbh"]["hit_cap"] <= 1 and "no_answer" in entry["eval"]["bbh"] for entry in results["runs"])
+    assert by["mt-cot"]["extras"] == {"answer_max_new_tokens": 3} and "## Generation caps" in report
+    # what produced the results
+    prov = results["provenance"]
+    assert prov["embedder"] == "tfidf" and prov["compressor"] == "self-info" and prov["precision"] in ("fp32", "bf16")
+    assert set(prov["versions"]) == {"skintern", "torch", "transformers", "peft"} and "## Provenance" in report
     assert (run_dir / "accuracy_vs_flops.png").stat().st_size > 1000 and (run_dir / "report.html").is_file()
 
 
@@ -165,7 +180,8 @@ def test_compare_over_seeds_trains_per_seed_and_reuses_untrained_evaluations(tmp
     entry = lambda seed, m: json.loads((run_dir / f"seed-{seed}" / "entries" / f"{m}.json").read_text())  # noqa: E731
     assert entry(2, "prompt")["reused_from_seed"] == 1 and "reused_from_seed" not in entry(1, "prompt")
     assert entry(2, "prompt")["eval"] == entry(1, "prompt")["eval"]
-    assert not (run_dir / "seed-2" / "predictions" / "prompt-bbh.jsonl").exists()  # not evaluated again
+    predictions = [(run_dir / f"seed-{s}" / "predictions" / "prompt-bbh.jsonl").read_text() for s in (1, 2)]
+    assert predictions[0] == predictions[1]  # copied, not evaluated again (the timings would differ)
     assert "reused_from_seed" not in entry(2, "std-cot") and entry(2, "std-cot")["train"]["steps"] == 1
     combined = json.loads((run_dir / "results.json").read_text())
     by = {r["method"]: r for r in combined["runs"]}

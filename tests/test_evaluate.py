@@ -40,15 +40,37 @@ def test_batched_generation_equals_one_by_one(tiny_model, tiny_tokenizer):
 
 def test_score_per_task_and_overall(tmp_path):
     rows = [
-        {"task": "a", "correct": True, "prompt_tokens": 10, "generated_tokens": 4, "seconds": 1.0},
-        {"task": "a", "correct": False, "prompt_tokens": 20, "generated_tokens": 6, "seconds": 3.0},
-        {"task": "b", "correct": True, "prompt_tokens": 30, "generated_tokens": 8, "seconds": 2.0},
+        {"task": "a", "correct": True, "prediction": "(A)", "prompt_tokens": 10, "generated_tokens": 4, "seconds": 1.0},
+        {"task": "a", "correct": False, "prediction": None, "hit_cap": True, "prompt_tokens": 20, "generated_tokens": 6,
+         "seconds": 3.0},
+        {"task": "b", "correct": True, "prediction": "(B)", "hit_cap": False, "prompt_tokens": 30, "generated_tokens": 8,
+         "seconds": 2.0},
     ]
     res = score(rows, tmp_path / "p.jsonl")
     assert res.accuracy == pytest.approx(2 / 3) and res.n == 3
     assert res.per_task == {"a": 0.5, "b": 1.0}
     assert res.prompt_tokens_per_query == 20 and res.generated_tokens_per_query == 6
     assert res.wall_time_per_query_s == 2.0
+    assert res.hit_cap == pytest.approx(1 / 3) and res.no_answer == pytest.approx(1 / 3)
+
+
+def test_a_generation_cut_by_the_cap_is_marked(tiny_model, tiny_tokenizer):
+    prompt = cot_prompt("", "Is the sky blue?")
+    (cut,) = Generator(tiny_model, tiny_tokenizer, max_new_tokens=3, stop_strings=("\n\n\n\n",))([prompt])
+    assert cut.generated_tokens == 3 and cut.hit_cap  # the random tiny model never says EOS this soon
+    (stopped,) = Generator(tiny_model, tiny_tokenizer, max_new_tokens=3, stop_strings=(cut.text[-1],))([prompt])
+    assert not stopped.hit_cap  # a stop string ended it
+
+
+def test_caps_come_from_the_data(tiny_tokenizer):
+    from skintern.evaluate import ANSWER_MARGIN, GenerationCaps
+
+    targets = [" x" * n for n in range(1, 101)]  # 1..100 tokens, +1 EOS each
+    caps = GenerationCaps.from_data(tiny_tokenizer, targets, ["No", "a much longer gold answer"])
+    lengths = sorted(len(tiny_tokenizer(t, add_special_tokens=False).input_ids) + 1 for t in targets)
+    assert caps.rationale == lengths[98]  # the 99th percentile of 100 targets
+    longest = len(tiny_tokenizer(" a much longer gold answer.", add_special_tokens=False).input_ids)
+    assert caps.answer == longest + ANSWER_MARGIN
 
 
 def test_evaluation_resumes_from_partial_predictions(tiny_model, tiny_tokenizer, tmp_path):

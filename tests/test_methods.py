@@ -9,6 +9,7 @@ import torch
 
 from skintern.config import RunConfig
 from skintern.data import Example
+from skintern.evaluate import ANSWER_MARGIN
 from skintern.generation import Generation, Generator
 from skintern.knowledge import KnowledgeRecord, KnowledgeStore
 from skintern.methods import METHODS, Context, Method
@@ -115,7 +116,12 @@ def test_multitask_formats(cfg, make, name, answer_prompt_end, answer_target):
     assert method.prompt(TEST) == method.answer_prompt(TEST)
     generate = Recorder()
     method.infer([TEST], generate)
-    assert generate.calls == [([method.answer_prompt(TEST)], cfg.methods[name].answer_max_new_tokens)]
+    assert generate.calls == [([method.answer_prompt(TEST)], method.answer_cap)]
+    # no cap set: the longest gold answer (" No." / " Yes.") plus the margin, from the data
+    longest = max(len(method.ctx.student.tokenizer(f" {a}.", add_special_tokens=False).input_ids) for a in ("No", "Yes"))
+    assert method.answer_cap == longest + ANSWER_MARGIN and method.result_extras() == {"answer_max_new_tokens": method.answer_cap}
+    cfg.methods[name].answer_max_new_tokens = 3
+    assert make(name).answer_cap == 3
 
 
 def test_cascod_two_passes(make, tiny_model, tiny_tokenizer):
@@ -130,7 +136,7 @@ def test_cascod_two_passes(make, tiny_model, tiny_tokenizer):
     (passes,) = method.infer([TEST], generate)
     assert len(passes) == 2 and passes[1].text.startswith(" Therefore, the answer is")
     expected_prompt = method.answer_prompt(TEST, "Kyle Palmieri plays hockey.")
-    assert generate.calls == [([method.prompt(TEST)], None), ([expected_prompt], method.settings.answer_max_new_tokens)]
+    assert generate.calls == [([method.prompt(TEST)], None), ([expected_prompt], method.answer_cap)]
     # both passes go through the one generator the run builds from eval settings (its backend included)
     real = Generator(tiny_model, tiny_tokenizer, max_new_tokens=4)
     (passes,) = method.infer([TEST], real)
@@ -148,14 +154,24 @@ def test_kard_puts_retrieved_training_knowledge_in_train_and_test_prompts(cfg, m
     assert len(tiny_tokenizer(prompt).input_ids) > len(tiny_tokenizer(cot_prompt(DESC, TEST.question)).input_ids)
 
 
-def test_weighted_loss_is_weighted_mean_of_per_example_losses(tiny_model, tiny_tokenizer):
+def test_weighted_loss_is_the_weighted_sum_of_per_task_token_means(tiny_model, tiny_tokenizer):
+    """At alpha = 0.5 both tasks weigh the same and must still be averaged separately: a task is what the row
+    trains, not its weight."""
     from transformers import DataCollatorForSeq2Seq, TrainingArguments
 
-    pairs = [SFTExample("a", "Q: one?\nA:", " yes", weight=0.8), SFTExample("b", "Q: two two?\nA:", " no no no", weight=0.2)]
+    pairs = [SFTExample("a", "Q: one?\nA:", " yes", weight=0.5, task="answer"),
+             SFTExample("b", "Q: two two?\nA:", " no no no because", weight=0.5, task="rationale"),
+             SFTExample("c", "Q: three?\nA:", " no", weight=0.5, task="answer")]
     rows, _ = tokenize(tiny_tokenizer, pairs, 64)
     batch = DataCollatorForSeq2Seq(tiny_tokenizer, padding=True, label_pad_token_id=-100)(rows)
     trainer = WeightedLossTrainer(model=tiny_model, args=TrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True))
     loss = trainer.compute_loss(tiny_model, dict(batch))
     with torch.no_grad():
-        per = [tiny_model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss for r in rows]
-    assert loss.item() == pytest.approx((0.8 * per[0] + 0.2 * per[1]).item(), rel=1e-5)
+        sums, counts = {}, {}
+        for pair, row in zip(pairs, rows):
+            out = tiny_model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]]))
+            n = sum(label != -100 for label in row["labels"][1:])
+            sums[pair.task] = sums.get(pair.task, 0.0) + out.loss.item() * n
+            counts[pair.task] = counts.get(pair.task, 0) + n
+    expected = 0.5 * sums["answer"] / counts["answer"] + 0.5 * sums["rationale"] / counts["rationale"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)

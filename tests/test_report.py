@@ -208,16 +208,16 @@ def test_seeds_combine_into_mean_and_spread_of_datasets_and_group_averages(tmp_p
     assert combined.seeds == [1, 2]
     assert run.eval["bbh"].accuracy == pytest.approx(0.3)
     assert run.eval["bbh"].per_seed == [0.2, 0.4]
-    assert run.accuracy_std["bbh"] == pytest.approx(0.1)
+    assert run.accuracy_std["bbh"] == pytest.approx(0.2 / 2 ** 0.5)  # sample std (ddof 1) of 0.2 and 0.4
     assert run.prompt_tokens_per_query == pytest.approx(91.5)
     assert run.flops_per_query.generation == pytest.approx(3e9)
     row = summary_table(combined)[0]
-    # OOD per seed: (0.4 + 0.6) / 2 = 0.5 and (0.2 + 0.2) / 2 = 0.2 -> mean 0.35, spread 0.15.
-    assert row["ood_avg"] == pytest.approx(0.35) and row["ood_std"] == pytest.approx(0.15)
-    assert row["id_std"] == pytest.approx(0.1)
+    # OOD per seed: (0.4 + 0.6) / 2 = 0.5 and (0.2 + 0.2) / 2 = 0.2 -> mean 0.35, sample std 0.3 / sqrt(2).
+    assert row["ood_avg"] == pytest.approx(0.35) and row["ood_std"] == pytest.approx(0.3 / 2 ** 0.5)
+    assert row["id_std"] == pytest.approx(0.2 / 2 ** 0.5)
     md = render_report(combined, tmp_path)["md"].read_text(encoding="utf-8")
-    assert "| skintern | 30.0 ± 10.0 | 30.0 ± 10.0 | 40.0 ± 20.0 | 30.0 ± 10.0 | 35.0 ± 15.0 |" in md
-    assert "mean ± population std over seeds" in md
+    assert "| skintern | 30.0 ± 14.1 | 30.0 ± 14.1 | 40.0 ± 28.3 | 30.0 ± 14.1 | 35.0 ± 21.2 |" in md
+    assert "mean ± sample std over seeds" in md
 
 
 def test_bad_per_seed_is_named(raw, tmp_path):

@@ -62,7 +62,7 @@ def test_across_tasks_when_not_same_task():
 def test_auto_picks_a_working_embedder():
     expected = "sentence-transformers" if default_model_path() else "tfidf"
     assert ExampleRetriever(POOL[:3], embedder="tfidf").embedder == "tfidf"
-    assert ExampleRetriever._resolve("auto", None) == expected
+    assert ExampleRetriever.resolve_embedder("auto", None) == expected
 
 
 def test_bad_arguments():

@@ -39,9 +39,9 @@ def sft_examples() -> list[SFTExample]:
 
 def multitask_examples() -> tuple[list[SFTExample], list[SFTExample]]:
     """Answer rows (weight alpha) and rationale rows (weight 1 - alpha), as mt-cot builds them."""
-    answers = [SFTExample(f"t/{i}", f"Q: {q}\nA: The answer is", f" {a}.", weight=ALPHA)
+    answers = [SFTExample(f"t/{i}", f"Q: {q}\nA: The answer is", f" {a}.", weight=ALPHA, task="answer")
                for i, (q, _, a) in enumerate(ITEMS)]
-    rationales = [SFTExample(f"t/{i}#rationale", f"Q: {q}\nA: Let's think step by step.", f" {r}", weight=1 - ALPHA)
+    rationales = [SFTExample(f"t/{i}#rationale", f"Q: {q}\nA: Let's think step by step.", f" {r}", weight=1 - ALPHA, task="rationale")
                   for i, (q, r, _) in enumerate(ITEMS)]
     return answers, rationales
 

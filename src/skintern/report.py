@@ -24,6 +24,7 @@ from skintern.errors import SkinternError
 from skintern.files import atomic_write_bytes, atomic_write_text
 from skintern.methods import COST_REFERENCE, UNTRAINED_BASELINE
 from skintern.results import Entry, Results
+from skintern.stats import resolvable_difference, seed_std
 
 IN_DOMAIN = ("bbh",)
 OUT_OF_DOMAIN = ("bbsub", "agieval", "arc-easy", "arc-challenge")
@@ -85,12 +86,12 @@ def _group_avg(run: Entry, group: tuple[str, ...]) -> float | None:
 
 
 def _group_spread(run: Entry, group: tuple[str, ...]) -> float | None:
-    """Spread over seeds of the group average: the population std of the per-seed means over the group's
+    """Spread over seeds of the group average: the sample std of the per-seed means over the group's
     datasets (None unless every dataset of the group present has the same two or more seeds)."""
     per_seed = [run.eval[d].per_seed or [] for d in group if d in run.eval]
     if not per_seed or len({len(accs) for accs in per_seed}) != 1 or len(per_seed[0]) < 2:
         return None
-    return statistics.pstdev([statistics.fmean(seed) for seed in zip(*per_seed)])
+    return seed_std([statistics.fmean(seed) for seed in zip(*per_seed)])
 
 
 def _total_flops(run: Entry) -> float | None:
@@ -369,10 +370,17 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
     sections: list[tuple[str, list[_Block]]] = [
         ("Accuracy", ["Accuracy in percent. ID = in-domain (" + ", ".join(IN_DOMAIN) + "), OOD = out-of-domain "
                       "(" + ", ".join(OUT_OF_DOMAIN) + "), averaged over the datasets present."
-                      + (" a ± b: mean ± population std over seeds." if _has_spread(results) else ""),
+                      + (" a ± b: mean ± sample std over seeds." if _has_spread(results) else ""),
                       _accuracy_table(results)]),
         ("Inference cost", [_cost_table(results)]),
     ]
+    if results.comparisons:
+        sections.append(("Paired differences", _comparison_blocks(results)))
+    caps = _caps_table(results)
+    if caps:
+        sections.append(("Generation caps", [
+            "Share of test items (%) whose generation stopped at the token cap (cut short) / that have no "
+            "extractable answer. A high first share means the cap, not the model, decided the result.", caps]))
     deltas = _delta_lines(results)
     if deltas:
         sections.append(("Change vs the untrained student", [
@@ -386,7 +394,54 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
         sections.append(("Schedule", [_schedule_summary(results.schedule), _schedule_table(results.schedule)]))
     if images:
         sections.append(("Plots", [_Image(p.name, p.stem.replace("_", " ")) for p in images.values()]))
+    if results.provenance:
+        sections.append(("Provenance", ["\n".join(f"- {k}: {_flat(v)}" for k, v in results.provenance.items())]))
     return sections
+
+
+def _flat(value: Any) -> str:
+    return ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+
+
+def _caps_table(results: Results) -> _Table | None:
+    datasets = dataset_columns(results)
+    rows = [[_label(run, results)] + [
+        f"{100 * run.eval[d].hit_cap:.1f} / {100 * run.eval[d].no_answer:.1f}"
+        if d in run.eval and run.eval[d].hit_cap is not None and run.eval[d].no_answer is not None else _MISSING
+        for d in datasets] for run in results.runs]
+    if all(cell == _MISSING for row in rows for cell in row[1:]):
+        return None
+    return _Table(["Method"] + [f"{d} cap / no answer" for d in datasets], rows)
+
+
+def _comparison_blocks(results: Results) -> list[_Block]:
+    """One table per reference: the method's accuracy minus the reference's on the same items, in percentage
+    points, with the paired bootstrap 95 % CI (items resampled with all their seeds) and the exact McNemar p."""
+    blocks: list[_Block] = []
+    for key, comparison in results.comparisons.items():
+        reference = comparison["reference"]
+        rows = []
+        for method, parts in comparison["methods"].items():
+            for scope, found in [*parts["groups"].items(), *parts["datasets"].items()]:
+                rows.append([method, scope, f"{100 * found['method_minus_reference']:+.1f}",
+                             f"[{100 * found['ci_low']:+.1f}, {100 * found['ci_high']:+.1f}]",
+                             f"{found['mcnemar_p']:.3f}", str(found["n_items"])])
+        what = "the best other trained method" if key == "best_baseline" else "plain CoT distillation"
+        blocks += [f"Against {reference} ({what}): accuracy difference in points, 95 % CI, McNemar p.",
+                   _Table(["Method", "Data", "Δ pp", "95 % CI", "McNemar p", "Items"], rows)]
+    blocks.append(_resolution_line(results))
+    return blocks
+
+
+def _resolution_line(results: Results) -> str:
+    """How small a difference the test set can tell apart, from its item counts alone."""
+    parts = []
+    for name, group in (("ID", IN_DOMAIN), ("OOD", OUT_OF_DOMAIN)):
+        n = max((sum(run.eval[d].n for d in group if d in run.eval) for run in results.runs), default=0)
+        if n:
+            parts.append(f"{name} ±{100 * resolvable_difference(n):.1f} pp on {n} items")
+    return ("Smallest difference these test sets resolve (paired test, 95 % confidence, 80 % power, methods at "
+            "50 % accuracy with independent errors): " + "; ".join(parts) + ".")
 
 
 def _md_table(table: _Table) -> str:

@@ -90,6 +90,12 @@ class Results:
     """The run's resolved config (`config.RunConfig.to_dict`)."""
     schedule: dict[str, Any] | None = None
     """The SKIntern schedule of the run (`schedule.Schedule.to_dict`), when it has one."""
+    comparisons: dict[str, Any] | None = None
+    """Paired differences per dataset and domain: every method against std-cot, SKIntern against the best
+    baseline (`run.paired_comparisons`)."""
+    provenance: dict[str, Any] | None = None
+    """What produced the results: resolved embedder, compressor and scorer, library versions, device,
+    precision and the project's git commit (`run.provenance`)."""
 
     def __post_init__(self):
         if not self.runs:

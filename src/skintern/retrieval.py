@@ -75,7 +75,7 @@ class ExampleRetriever:
             raise SkinternError(f"retrieval embedder: expected one of {', '.join(EMBEDDERS)}, got {embedder!r}")
         self.pool = list(pool)
         self.same_task = same_task
-        self.embedder = self._resolve(embedder, model_path)
+        self.embedder = self.resolve_embedder(embedder, model_path)
         questions = [ex.question for ex in self.pool]
         self._embed = _make_embedder(self.embedder, model_path, questions) if self.pool else None
         self._vectors = self._embed_unique(questions) if self._embed else None  # computed once, L2-normalised
@@ -85,7 +85,7 @@ class ExampleRetriever:
         self._by_task = {task: np.asarray(rows) for task, rows in rows_by_task.items()}
 
     @staticmethod
-    def _resolve(embedder: str, model_path: str | None) -> str:
+    def resolve_embedder(embedder: str, model_path: str | None) -> str:
         """"auto" means sentence-transformers when a local model is at hand, otherwise TF-IDF."""
         if embedder != "auto":
             return embedder

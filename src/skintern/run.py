@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 from pathlib import Path
 
+import peft
+import torch
+import transformers
+
+from skintern import __version__
 from skintern.config import RunConfig
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalResult, GenerationCaps, evaluate
-from skintern.files import write_json
+from skintern.files import read_jsonl, write_json
 from skintern.flops import model_shape
-from skintern.methods import METHODS, UNTRAINED_BASELINE, Context, Method
+from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Context, Method, SKIntern
 from skintern.methods.rundata import RunData, load_run_data
-from skintern.report import render_report
+from skintern.report import IN_DOMAIN, OUT_OF_DOMAIN, render_report
+from skintern.retrieval import ExampleRetriever
 from skintern.results import DatasetScore, Entry, QueryFlops, Results, load_entry, write_results
 from skintern.prompts import cot_target
+from skintern.stats import compare_methods
 from skintern.student import Student, load_student
-from skintern.train import load_trained_weights, with_lora
+from skintern.train import load_trained_weights, resolve_precision, with_lora
 
 
 def build_method(name: str, cfg: RunConfig, rd: RunData, student: Student, run_dir: Path) -> Method:
@@ -34,6 +43,10 @@ def build_method(name: str, cfg: RunConfig, rd: RunData, student: Student, run_d
     return METHODS[name](cfg.settings(name), ctx)
 
 
+def predictions_path(run_dir: Path, method: str, dataset: str) -> Path:
+    return run_dir / "predictions" / f"{method}-{dataset}.jsonl"
+
+
 def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path) -> Entry:
     """Score `model` with the method's own inference passes on every test dataset; one results entry."""
     student = method.ctx.student
@@ -42,8 +55,7 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path) -> Ent
     evals, results = {}, []
     for name, examples in method.ctx.data.tests.items():
         res: EvalResult = evaluate(lambda batch: method.infer(batch, generate), examples,
-                                   out_dir / "predictions" / f"{method.name}-{name}.jsonl",
-                                   batch_size=cfg.eval.batch_size, shape=shape)
+                                   predictions_path(out_dir, method.name, name), batch_size=cfg.eval.batch_size, shape=shape)
         evals[name] = DatasetScore(accuracy=res.accuracy, n=res.n, per_task=res.per_task, hit_cap=res.hit_cap,
                                    no_answer=res.no_answer)
         results.append(res)
@@ -121,6 +133,42 @@ def dry_run(cfg: RunConfig, compare: bool = False) -> str:
     return "\n".join(lines)
 
 
+def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry]) -> dict | None:
+    """Paired differences (bootstrap CI over items, McNemar p) from the saved predictions of every (run folder,
+    seed): each method against std-cot, and SKIntern against the best other trained method by pooled accuracy."""
+    rows = {e.method: [dict(row, seed=seed) for run_dir, seed in seed_runs for ds in e.eval
+                       for row in read_jsonl(predictions_path(run_dir, e.method, ds))] for e in entries}
+    groups = {"ID": IN_DOMAIN, "OOD": OUT_OF_DOMAIN}
+    out = {}
+    if COST_REFERENCE in rows:
+        out[COST_REFERENCE] = compare_methods(rows, COST_REFERENCE, groups=groups)
+    baselines = [e.method for e in entries if METHODS[e.method].trains and e.method != SKIntern.name]
+    if SKIntern.name in rows and baselines:
+        pooled = {m: sum(r["correct"] for r in rows[m]) / max(len(rows[m]), 1) for m in baselines}
+        best = max(baselines, key=pooled.get)
+        out["best_baseline"] = compare_methods({best: rows[best], SKIntern.name: rows[SKIntern.name]}, best, groups=groups)
+    return out or None
+
+
+def provenance(cfg: RunConfig) -> dict:
+    """What produced a run besides its config: the resolved embedder, compressor and scorer, library versions,
+    device, training precision and the project's git commit."""
+    skintern_settings = cfg.settings(SKIntern.name)
+    repo = Path(__file__).resolve().parents[2]
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return {
+        "embedder": ExampleRetriever.resolve_embedder(cfg.retrieval.embedder, cfg.retrieval.embedder_path),
+        "compressor": skintern_settings.compressor,
+        "scorer": skintern_settings.scorer_model or skintern_settings.llmlingua2_model or f"the student ({cfg.student.model})",
+        "versions": {"skintern": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__},
+        "device": f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+        "precision": resolve_precision(cfg.train.precision),
+        "git_commit": (commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) if commit.returncode == 0 else None,
+    }
+
+
 def run(cfg: RunConfig, compare: bool = False) -> Path:
     """The main job; returns the path of results.json. `compare` runs every method of `compare.methods`."""
     rd = load_run_data(cfg.data, cfg.eval)
@@ -134,7 +182,8 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
         entries.append(run_method(name, cfg, rd, run_dir))
     schedules = [e.extras["schedule"] for e in entries if e.extras and "schedule" in e.extras]
     results = Results(runs=entries, name=cfg.name, student=cfg.student.model, seed=cfg.seed, config=cfg.to_dict(),
-                      schedule=schedules[0] if schedules else None)
+                      schedule=schedules[0] if schedules else None,
+                      comparisons=paired_comparisons([(run_dir, cfg.seed)], entries), provenance=provenance(cfg))
     path = write_results(run_dir / "results.json", results)
     render_report(results, run_dir, title=f"skintern {'compare' if compare else 'run'}: {cfg.name}")
     return path

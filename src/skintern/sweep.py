@@ -10,11 +10,11 @@ import copy
 from pathlib import Path
 
 from skintern.config import RunConfig
-from skintern.files import write_json
+from skintern.files import atomic_write_bytes, write_json
 from skintern.methods import METHODS
 from skintern.report import render_report
 from skintern.results import DatasetScore, QueryFlops, Results, load_entry, load_results, write_results
-from skintern.run import config_digest, entry_path, methods_to_run, run
+from skintern.run import config_digest, entry_path, methods_to_run, paired_comparisons, predictions_path, provenance, run
 from skintern.stats import seed_std
 
 
@@ -35,19 +35,24 @@ def compare_seeds(cfg: RunConfig) -> Path:
             reuse_untrained_entries(seed_cfgs[0], one)
         per_seed.append(load_results(run(one, compare=True)))
     combined = combine_seeds(per_seed)
-    combined.name, combined.config = cfg.name, cfg.to_dict()
+    combined.name, combined.config, combined.provenance = cfg.name, cfg.to_dict(), provenance(cfg)
+    combined.comparisons = paired_comparisons([(one.run_dir, one.seed) for one in seed_cfgs], per_seed[0].runs)
     path = write_results(cfg.run_dir / "results.json", combined)
     render_report(combined, cfg.run_dir, title=f"skintern compare: {cfg.name} ({len(per_seed)} seeds)")
     return path
 
 
 def reuse_untrained_entries(first: RunConfig, cfg: RunConfig) -> None:
-    """Copy the first seed's finished entries of methods that do not train into `cfg`'s run."""
+    """Copy the first seed's finished entries of methods that do not train, and their predictions (the paired
+    statistics pair items by seed), into `cfg`'s run."""
     for name in methods_to_run(cfg, compare=True):
         source, target = entry_path(first.run_dir, name), entry_path(cfg.run_dir, name)
         if METHODS[name].trains or not source.is_file() or target.is_file():
             continue
         entry = load_entry(source)  # the first seed's run checked its config_digest
+        for dataset in entry.eval:
+            atomic_write_bytes(predictions_path(cfg.run_dir, name, dataset),
+                               predictions_path(first.run_dir, name, dataset).read_bytes())
         entry.config_digest, entry.reused_from_seed = config_digest(cfg), first.seed
         write_json(target, entry.to_dict())
 

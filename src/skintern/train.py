@@ -78,6 +78,7 @@ class SFTExample:
     prompt: str
     target: str
     weight: float = 1.0  # loss weight (multi-task methods: alpha for the answer, 1 - alpha for the rationale)
+    task: str = ""  # multi-task methods: which task the pair trains ("answer", "rationale"); its loss is averaged per task
 
 
 @dataclass
@@ -106,7 +107,10 @@ def pair_length(tokenizer, ex: SFTExample) -> int:
 
 
 def tokenize(tokenizer, examples: Sequence[SFTExample], max_length: int) -> tuple[list[dict], int]:
-    """input_ids = prompt + target + EOS; labels mask the prompt with -100. Too-long pairs are dropped."""
+    """input_ids = prompt + target + EOS; labels mask the prompt with -100. Too-long pairs are dropped.
+
+    Each row carries its loss weight and its task as an index into the sorted task names."""
+    task_ids = {task: i for i, task in enumerate(sorted({ex.task for ex in examples}))}
     rows, dropped = [], 0
     for ex in examples:
         prompt_ids, target_ids = _encode(tokenizer, ex)
@@ -120,6 +124,7 @@ def tokenize(tokenizer, examples: Sequence[SFTExample], max_length: int) -> tupl
                 "attention_mask": [1] * len(ids),
                 "labels": [-100] * len(prompt_ids) + target_ids,
                 "weight": ex.weight,
+                "task": task_ids[ex.task],
             }
         )
     return rows, dropped
@@ -199,9 +204,9 @@ def finetune(
         remove_unused_columns=False,
         disable_tqdm=False,
     )
-    weighted = any(r["weight"] != 1.0 for r in rows)
+    weighted = any(r["weight"] != 1.0 or r["task"] for r in rows)
     if not weighted:
-        rows = [{k: v for k, v in r.items() if k != "weight"} for r in rows]
+        rows = [{k: v for k, v in r.items() if k not in ("weight", "task")} for r in rows]
     trainer = (WeightedLossTrainer if weighted else Trainer)(
         model=model,
         args=args,
@@ -252,12 +257,11 @@ class StageLog(TrainerCallback):
 class WeightedLossTrainer(Trainer):
     """Multi-task loss: the sum over tasks of the task's weight times the mean loss of its target tokens.
 
-    The rows of one weight are one task (mt-cot, step-by-step, cascod: alpha for answers, 1 - alpha for rationales)
-    and the mean runs over that task's target tokens in the whole optimizer batch (every accumulated micro-batch,
-    every process): loss = alpha * mean(answer-token loss) + (1 - alpha) * mean(rationale-token loss). So an
-    answer-only batch weighs alpha, not 1; batch 4 x accumulation 2 equals batch 8 x 1; with one weight w the loss
-    is w times the plain Trainer's token mean. A task absent from the batch adds nothing. Equal weights are one
-    task: at alpha = 0.5 answer and rationale tokens share one mean."""
+    Rows carry their task (mt-cot, step-by-step, cascod: answer rows weigh alpha, rationale rows 1 - alpha) and the
+    mean runs over that task's target tokens in the whole optimizer batch (every accumulated micro-batch, every
+    process): loss = alpha * mean(answer-token loss) + (1 - alpha) * mean(rationale-token loss). So an answer-only
+    batch weighs alpha, not 1; batch 4 x accumulation 2 equals batch 8 x 1; with one task of weight w the loss is
+    w times the plain Trainer's token mean. A task absent from the batch adds nothing."""
 
     loss_is_scaled_for_ga = True  # normalized over the whole optimizer batch: the Trainer must not divide again
 
@@ -266,22 +270,23 @@ class WeightedLossTrainer(Trainer):
         so that DDP's average over processes of each process's sum gives the mean."""
         batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         if batches:
-            weights = torch.cat([b["weight"] for b in batches])
-            tasks = torch.tensor([row["weight"] for row in self.train_dataset], device=weights.device).unique()
-            member = (weights[:, None] == tasks).float()
+            tasks = torch.cat([b["task"] for b in batches])
+            all_tasks = torch.tensor(sorted({row["task"] for row in self.train_dataset}), device=tasks.device)
+            member = (tasks[:, None] == all_tasks).float()
             per_task = member.T @ torch.cat([self._target_tokens(b["labels"]) for b in batches])
             if self.args.world_size > 1:
                 per_task = self.accelerator.reduce(per_task, reduction="mean")
-            for b, task_tokens in zip(batches, (member @ per_task).split([len(b["weight"]) for b in batches])):
+            for b, task_tokens in zip(batches, (member @ per_task).split([len(b["task"]) for b in batches])):
                 b["task_tokens"] = task_tokens
         return batches, num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         weights = inputs.pop("weight").float()
+        tasks = inputs.pop("task")
         labels = inputs.pop("labels")
         task_tokens = inputs.pop("task_tokens", None)
         if task_tokens is None:  # a lone batch (a direct call, evaluation): its tasks' tokens in it
-            task_tokens = (weights[:, None] == weights).float() @ self._target_tokens(labels)
+            task_tokens = (tasks[:, None] == tasks).float() @ self._target_tokens(labels)
         outputs = model(**inputs)
         logits = outputs.logits[:, :-1].float()
         targets = labels[:, 1:]

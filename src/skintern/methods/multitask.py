@@ -20,8 +20,8 @@ from skintern.train import SFTExample
 
 @dataclass
 class WeightedSettings(AnswerCapSettings):
-    alpha: float = 0.5
-    """Weight of the answer loss; the rationale loss weighs 1 - alpha."""
+    alpha: float = 0.3
+    """Weight of the answer loss; the rationale loss weighs 1 - alpha (0.3: the SKIntern paper and code)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -65,8 +65,8 @@ class MTCoT(Method):
         rows = []
         for ex in self.ctx.data.train:
             rationale = rationale_body(self.ctx.data.rationales[ex.id])
-            rows.append(SFTExample(ex.id, self.answer_prompt(ex), self.answer_target(ex), weight=alpha))
-            rows.append(SFTExample(f"{ex.id}#rationale", self.rationale_prompt(ex), f" {rationale}", weight=1 - alpha))
+            rows.append(SFTExample(ex.id, self.answer_prompt(ex), self.answer_target(ex), weight=alpha, task="answer"))
+            rows.append(SFTExample(f"{ex.id}#rationale", self.rationale_prompt(ex), f" {rationale}", weight=1 - alpha, task="rationale"))
         return rows
 
 
