@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir,
         eval={"datasets": ["bbh", "arc-easy"], "per_task": 2},
         compare={"methods": methods},
         retrieval={"embedder": "tfidf"},
-        methods={"skintern": {"schedule": {"decay_stages": 2, "initial_examples": 1}},
+        methods={"skintern": {"schedule": {"decay_stages": 1, "initial_examples": 1, "epochs_per_stage": 0.5}},
                  **{m: {"answer_max_new_tokens": 3} for m in ("mt-cot", "step-by-step", "cascod")}},
     )
     assert main(["compare", str(config)]) == 0
@@ -168,7 +169,28 @@ def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir,
     prov = results["provenance"]
     assert prov["embedder"] == "tfidf" and prov["compressor"] == "self-info" and prov["precision"] in ("fp32", "bf16")
     assert set(prov["versions"]) == {"skintern", "torch", "transformers", "peft"} and "## Provenance" in report
+    # equal budgets: every trained method saw the same items the same number of times
+    assert {tuple(by[m]["budget"][k] for k in ("items", "epochs")) for m in methods[2:]} == {(by["std-cot"]["budget"]["items"], 1.0)}
+    assert by["skintern"]["budget"]["pairs"] == 2 * by["skintern"]["budget"]["items"] and "## Training budget" in report
     assert (run_dir / "accuracy_vs_flops.png").stat().st_size > 1000 and (run_dir / "report.html").is_file()
+
+
+def test_compare_refuses_unequal_budgets_before_any_work(tmp_path, tiny_student_dir, shared_data, capsys, monkeypatch):
+    import skintern.run
+
+    monkeypatch.setattr(skintern.run, "load_student", lambda *a: pytest.fail("a model was loaded"))
+    base = dict(data={"tasks": ["sports_understanding"], "train_per_task": 20}, compare={"methods": ["std-cot", "skintern"]},
+                methods={"skintern": {"schedule": {"decay_stages": 2, "epochs_per_stage": 0.5}}})
+    config = write_config(tmp_path, tiny_student_dir, shared_data, **base)
+    code, err = run_cli(["compare", str(config)], capsys)
+    assert code == 2 and "unequal training budgets" in err and "data.require_knowledge: true" in err
+    config = write_config(tmp_path, tiny_student_dir, shared_data, **{**base, "data": {"require_knowledge": True},
+                                                                      "train": {"epochs": 2}})
+    code, err = run_cli(["compare", str(config)], capsys)
+    assert code == 2 and re.search(r"std-cot (\d+) items x 2 epochs; skintern \1 items x 1.5 epochs", err)
+    code, err = run_cli(["compare", str(config), "--dry-run"], capsys)
+    assert code == 2 and "unequal training budgets" in err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_compare_over_seeds_trains_per_seed_and_reuses_untrained_evaluations(tmp_path, tiny_student_dir, shared_data):

@@ -34,7 +34,7 @@ def pin_config(data_dir: Path, student: Path, out: Path) -> dict:
         "knowledge": {"embedder": "tfidf"},
         "schedule": {"decay_stages": 2, "initial_examples": 2},
         "methods": {"answer_max_new_tokens": 6},
-        "compare": {"methods": METHODS},
+        "compare": {"methods": METHODS, "allow_unequal_budgets": True},
     }
 
 

@@ -175,7 +175,7 @@ def test_dry_run_plans_from_the_data_without_a_model(tmp_path, shared_data, caps
            "data": {"data_dir": str(shared_data), "tasks": ["sports_understanding"], "require_knowledge": True},
            "train": {"epochs": 2},
            "eval": {"datasets": ["bbh", "arc-easy"], "per_task": 5},
-           "methods": {"skintern": {"schedule": {"decay_stages": 2, "initial_examples": 2}}},
+           "methods": {"skintern": {"schedule": {"decay_stages": 1, "initial_examples": 2}}},
            "compare": {"methods": ["prompt", "std-cot", "mt-cot", "skintern"], "seeds": [1, 2]}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -187,8 +187,8 @@ def test_dry_run_plans_from_the_data_without_a_model(tmp_path, shared_data, caps
     items = int(lines["std-cot"][2])
     assert 0 < items <= 40 and lines["std-cot"][3:5] == [str(items), "2"]
     assert lines["mt-cot"][3] == str(2 * items)  # two pairs (answer, rationale) per item
-    assert lines["skintern"][3:5] == [str(3 * items), "3"]  # three stages of one epoch
-    assert "SKIntern schedule (linear, K=2" in out
+    assert lines["skintern"][3:5] == [str(2 * items), "2"]  # two stages of one epoch: the baselines' two epochs
+    assert "SKIntern schedule (linear, K=1" in out
     assert not (tmp_path / "runs").exists()
 
 

@@ -37,6 +37,8 @@ class CompareConfig:
     """Every method trained and evaluated on the same data, in this order."""
     seeds: list[int] = field(default_factory=lambda: [42])
     """More than one: runs/<name>/seed-<s>/ each, then mean ± spread; untrained methods are evaluated once."""
+    allow_unequal_budgets: bool = False
+    """Let trained methods see different items or epochs (refused otherwise: the comparison would be unfair)."""
 
     def __post_init__(self):
         check_nonempty("methods", self.methods)

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from skintern.data import DATASETS, Example, extract_answer, is_correct
-from skintern.files import read_jsonl
+from skintern.files import changed_settings, read_jsonl, write_json
 from skintern.flops import ModelShape, query_flops
 from skintern.generation import BACKENDS, Generation, Generator
 from skintern.schema import SettingError, check_choice, check_nonempty, check_range
@@ -107,20 +107,31 @@ Infer = Callable[[Sequence[Example]], list[list[Generation]]]
 
 
 def evaluate(infer: Infer, examples: Sequence[Example], predictions_path: Path, batch_size: int = 8,
-             shape: ModelShape | None = None) -> EvalResult:
-    """Run `infer` over every example in batches (resuming from a partial file), score and save per-example predictions.
+             shape: ModelShape | None = None, key: dict | None = None) -> EvalResult:
+    """Run `infer` over every example in batches, score and save per-example predictions.
 
     `infer(batch)` returns each example's passes (CasCoD: rationale, then answer); the answer is read from the
     last pass and every pass counts towards the query's cost. With `shape`, each row also records its FLOPs
-    (`flops.query_flops`, summed over passes)."""
+    (`flops.query_flops`, summed over passes). Rows already saved are reused only when they were made under the
+    same `key` (what produced them: settings, weights); items not saved yet are generated and appended, so a
+    killed evaluation resumes and a larger test set adds only its new items."""
     predictions_path = Path(predictions_path)
     partial = predictions_path.with_name(predictions_path.name + ".partial")
-    if predictions_path.is_file():
-        rows = read_jsonl(predictions_path)
-    else:
-        rows = read_jsonl(partial) if partial.is_file() else []
-        done = {r["id"] for r in rows}
-        todo = [ex for ex in examples if ex.id not in done]
+    if key is not None:
+        key_path = predictions_path.with_name(predictions_path.name + ".key.json")
+        changed = changed_settings(key_path, key)
+        if changed:
+            print(f"{predictions_path}: saved under other settings ({'; '.join(changed[:3])}); evaluating again", flush=True)
+            predictions_path.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
+        write_json(key_path, key)
+    saved = predictions_path if predictions_path.is_file() else partial
+    rows = read_jsonl(saved) if saved.is_file() else []
+    done = {r["id"] for r in rows}
+    todo = [ex for ex in examples if ex.id not in done]
+    if todo or not predictions_path.is_file():
+        if predictions_path.is_file():
+            predictions_path.replace(partial)
         partial.parent.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"eval {predictions_path.stem}", unit="q")
         with partial.open("a", encoding="utf-8") as f:

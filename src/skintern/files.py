@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -76,3 +77,31 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[di
                 raise SkinternError(f"{path}:{lineno}: missing field {missing[0]!r}")
             rows.append(row)
     return rows
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def changed_settings(path: str | os.PathLike, key: dict) -> list[str]:
+    """What differs between the key a result was made with (stored at `path`) and `key`, as "a.b: old -> new"
+    lines; empty when they agree or nothing was stored yet."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    old, new = _flatten(read_json(path)), _flatten(key)
+    return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k)]
+
+
+def fingerprint(folder: str | os.PathLike) -> str:
+    """A digest of every file's name and bytes in `folder`: which weights a result was made with."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

@@ -374,6 +374,14 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
                       _accuracy_table(results)]),
         ("Inference cost", [_cost_table(results)]),
     ]
+    budgets = [run for run in results.runs if run.budget]
+    if budgets:
+        sections.append(("Training budget", [
+            "What each trained method saw: training items, prompt -> target pairs (two per item for the multi-task "
+            "methods, one per stage for SKIntern) and passes over them (SKIntern: summed over its stages).",
+            _Table(["Method", "Items", "Pairs", "Epochs", "Optimizer steps"],
+                   [[_label(run, results), f"{run.budget['items']:g}", f"{run.budget['pairs']:g}", f"{run.budget['epochs']:g}",
+                     str((run.train or {}).get("steps", _MISSING))] for run in budgets])]))
     if results.comparisons:
         sections.append(("Paired differences", _comparison_blocks(results)))
     caps = _caps_table(results)

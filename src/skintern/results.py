@@ -62,6 +62,8 @@ class Entry:
     train: dict[str, Any] | None = None
     """`train.TrainStats` of the method's training (None for methods that do not train)."""
     train_time_s: float | None = None
+    budget: dict[str, float] | None = None
+    """Training items, pairs and epochs (SKIntern: summed over stages) of a compared method."""
     config_digest: str | None = None
     """What the entry depends on (`run.config_digest`); a rerun with another config refuses to reuse it."""
     reused_from_seed: int | None = None

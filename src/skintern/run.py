@@ -22,9 +22,10 @@ from skintern import __version__
 from skintern.config import RunConfig
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalResult, GenerationCaps, evaluate
-from skintern.files import read_jsonl, write_json
+from skintern.files import changed_settings, fingerprint, read_jsonl, write_json
 from skintern.flops import model_shape
 from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Context, Method, SKIntern
+from skintern.methods.base import TrainPlan
 from skintern.methods.rundata import RunData, load_run_data
 from skintern.report import IN_DOMAIN, OUT_OF_DOMAIN, render_report
 from skintern.retrieval import ExampleRetriever
@@ -47,15 +48,19 @@ def predictions_path(run_dir: Path, method: str, dataset: str) -> Path:
     return run_dir / "predictions" / f"{method}-{dataset}.jsonl"
 
 
-def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path) -> Entry:
-    """Score `model` with the method's own inference passes on every test dataset; one results entry."""
+def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weights: str) -> Entry:
+    """Score `model` with the method's own inference passes on every test dataset; one results entry.
+
+    `weights` says which weights the model carries; saved predictions made under other weights or settings
+    are not reused."""
     student = method.ctx.student
     generate = method.ctx.caps.generator(cfg.eval, model, student.tokenizer)
     shape = model_shape(model.config)
     evals, results = {}, []
     for name, examples in method.ctx.data.tests.items():
         res: EvalResult = evaluate(lambda batch: method.infer(batch, generate), examples,
-                                   predictions_path(out_dir, method.name, name), batch_size=cfg.eval.batch_size, shape=shape)
+                                   predictions_path(out_dir, method.name, name), batch_size=cfg.eval.batch_size, shape=shape,
+                                   key={"method": method.name, "weights": weights, "settings": prediction_settings(cfg)})
         evals[name] = DatasetScore(accuracy=res.accuracy, n=res.n, per_task=res.per_task, hit_cap=res.hit_cap,
                                    no_answer=res.no_answer)
         results.append(res)
@@ -74,10 +79,22 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path) -> Ent
     )
 
 
-def config_digest(cfg: RunConfig) -> str:
+def run_settings(cfg: RunConfig) -> dict:
     """What a finished entry depends on: everything but the run's name, folder and method list."""
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare")}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare")}
+
+
+def prediction_settings(cfg: RunConfig) -> dict:
+    """What one saved prediction depends on besides the weights: the settings, but not which test items are chosen
+    (a prediction is per item, so a larger test set only adds items)."""
+    settings = run_settings(cfg)
+    settings["eval"] = {k: v for k, v in settings["eval"].items()
+                        if k not in ("datasets", "tasks", "per_task", "per_dataset", "before_training")}
+    return settings
+
+
+def config_digest(cfg: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(run_settings(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def entry_path(run_dir: Path, method: str) -> Path:
@@ -91,15 +108,20 @@ def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> Entry:
     if path.is_file():
         entry = load_entry(path)
         if entry.config_digest != config_digest(cfg):
-            raise SkinternError(f"{path}: finished with a different config; pick another `name` or remove {run_dir}")
+            changed = "; ".join(changed_settings(path.with_name(f"{name}.key.json"), run_settings(cfg))[:3])
+            raise SkinternError(f"{path}: finished with a different config ({changed or 'settings changed'}); "
+                                f"pick another `name` or remove {run_dir}")
         return entry
     student = load_student(cfg.student.model, cfg.student.dtype)
     method = build_method(name, cfg, rd, student, run_dir)
     fitted = method.fit()
-    entry = evaluate_method(method, fitted.model, cfg, run_dir)
+    weights = METHODS[name].weights_dir(run_dir, cfg.settings(name)) / "final"
+    entry = evaluate_method(method, fitted.model, cfg, run_dir,
+                            fingerprint(weights) if fitted.stats is not None else f"untrained {cfg.student.model}")
     if fitted.stats is not None:
         entry.train, entry.train_time_s = fitted.stats.to_dict(), fitted.stats.seconds
     entry.config_digest = config_digest(cfg)
+    write_json(path.with_name(f"{name}.key.json"), run_settings(cfg))
     write_json(path, entry.to_dict())
     return entry
 
@@ -115,6 +137,8 @@ def dry_run(cfg: RunConfig, compare: bool = False) -> str:
     """The plan of `run` (or `compare`), from the config and the data alone: every file is read and checked,
     no model is loaded and nothing is written."""
     rd = load_run_data(cfg.data, cfg.eval)
+    if compare:
+        check_budgets(cfg, rd, methods_to_run(cfg, compare))
     seeds = cfg.compare.seeds if compare else [cfg.seed]
     lines = [f"run folder: {cfg.run_dir}" + (f" (seed-<s>/ for seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""),
              f"student: {cfg.student.model}; train: {cfg.train.finetune}, lr {cfg.train.learning_rate:g}, "
@@ -169,9 +193,24 @@ def provenance(cfg: RunConfig) -> dict:
     }
 
 
+def check_budgets(cfg: RunConfig, rd: RunData, methods: list[str]) -> dict[str, TrainPlan]:
+    """Every trained method of a compare must see the same items the same number of times (SKIntern's stages
+    split the epochs the baselines train), unless compare.allow_unequal_budgets; returns each one's plan."""
+    plans = {m: METHODS[m].plan(cfg.settings(m), rd, cfg.train) for m in methods if METHODS[m].trains}
+    budgets = {m: plan.budget for m, plan in plans.items()}
+    if len(set(budgets.values())) > 1 and not cfg.compare.allow_unequal_budgets:
+        hint = ("set data.require_knowledge: true so every method trains on the items with knowledge"
+                if len({p.items for p in plans.values()}) > 1 else
+                f"make {SKIntern.name}'s stage epochs add up to train.epochs")
+        raise SkinternError(f"compare: unequal training budgets ({'; '.join(f'{m} {b}' for m, b in budgets.items())}); "
+                            f"{hint}, or set compare.allow_unequal_budgets: true")
+    return plans
+
+
 def run(cfg: RunConfig, compare: bool = False) -> Path:
     """The main job; returns the path of results.json. `compare` runs every method of `compare.methods`."""
     rd = load_run_data(cfg.data, cfg.eval)
+    plans = check_budgets(cfg, rd, methods_to_run(cfg, compare)) if compare else {}
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"teacher rationales kept (correct answer only):\n{rd.import_table}", flush=True)
@@ -179,7 +218,10 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
     entries = []
     for name in methods_to_run(cfg, compare):
         print(f"== {name}", flush=True)
-        entries.append(run_method(name, cfg, rd, run_dir))
+        entry = run_method(name, cfg, rd, run_dir)
+        if name in plans:
+            entry.budget = {"items": plans[name].items, "pairs": plans[name].pairs, "epochs": plans[name].epochs}
+        entries.append(entry)
     schedules = [e.extras["schedule"] for e in entries if e.extras and "schedule" in e.extras]
     results = Results(runs=entries, name=cfg.name, student=cfg.student.model, seed=cfg.seed, config=cfg.to_dict(),
                       schedule=schedules[0] if schedules else None,
@@ -215,4 +257,5 @@ def evaluate_trained(cfg: RunConfig, weights: str | None = None) -> Entry:
         model = with_lora(model, cfg.train)
         load_trained_weights(model, path)
     method = build_method(cfg.method, cfg, rd, student, cfg.run_dir)
-    return evaluate_method(method, model, cfg, cfg.run_dir / "eval")
+    return evaluate_method(method, model, cfg, cfg.run_dir / "eval",
+                           fingerprint(path) if cls.trains else f"untrained {cfg.student.model}")

@@ -14,7 +14,8 @@ from skintern.files import atomic_write_bytes, write_json
 from skintern.methods import METHODS
 from skintern.report import render_report
 from skintern.results import DatasetScore, QueryFlops, Results, load_entry, load_results, write_results
-from skintern.run import config_digest, entry_path, methods_to_run, paired_comparisons, predictions_path, provenance, run
+from skintern.run import (config_digest, entry_path, methods_to_run, paired_comparisons, predictions_path, provenance, run,
+                          run_settings)
 from skintern.stats import seed_std
 
 
@@ -54,6 +55,7 @@ def reuse_untrained_entries(first: RunConfig, cfg: RunConfig) -> None:
             atomic_write_bytes(predictions_path(cfg.run_dir, name, dataset),
                                predictions_path(first.run_dir, name, dataset).read_bytes())
         entry.config_digest, entry.reused_from_seed = config_digest(cfg), first.seed
+        write_json(target.with_name(f"{name}.key.json"), run_settings(cfg))
         write_json(target, entry.to_dict())
 
 

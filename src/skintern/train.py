@@ -6,11 +6,12 @@ The loss covers the target tokens only. Checkpoints go to `output_dir/checkpoint
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, Train
 from transformers.trainer_utils import SchedulerType, get_last_checkpoint
 
 from skintern.errors import SkinternError
-from skintern.files import read_json, write_json
+from skintern.files import changed_settings, read_json, write_json
 from skintern.schema import check_choice, check_range
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -163,6 +164,11 @@ def finetune(
     what the process drew before; `Trainer` reseeds (dropout) and seeds the data order with it too."""
     output_dir = Path(output_dir)
     done = output_dir / "done.json"
+    key = training_key(model, examples, cfg, seed, epochs)
+    changed = changed_settings(output_dir / "train_key.json", key)
+    if changed:
+        raise SkinternError(f"{output_dir}: trained under other settings ({'; '.join(changed[:3])}); "
+                            "remove that folder to train again, or restore the settings")
     set_seed(seed)
     model = with_lora(model, cfg)
     if done.is_file():
@@ -217,6 +223,8 @@ def finetune(
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last:
         print(f"{desc}: resuming from {last}", flush=True)
+    elif trainer.is_world_process_zero():
+        write_json(output_dir / "train_key.json", key)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
@@ -233,6 +241,15 @@ def finetune(
         write_json(done, stats.to_dict())
     trainer.accelerator.wait_for_everyone()
     return model, stats
+
+
+def training_key(model, examples: Sequence[SFTExample], cfg: TrainConfig, seed: int, epochs: float | None) -> dict:
+    """What a training output depends on: the student, the pairs, the settings that change the weights, the seed.
+    Checkpoints and a finished output are reused only under the same key (`finetune`)."""
+    pairs = hashlib.sha256(json.dumps([asdict(ex) for ex in examples], sort_keys=True).encode()).hexdigest()[:16]
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps")}
+    return {"student": str(getattr(model.config, "_name_or_path", "")), "pairs": pairs, "train": settings,
+            "seed": seed, "epochs": epochs}
 
 
 class StageLog(TrainerCallback):

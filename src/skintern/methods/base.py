@@ -64,6 +64,14 @@ class TrainPlan:
     """Passes over the pairs (SKIntern: summed over its stages)."""
     tokens: int
     """Training tokens over all passes, estimated at 4 characters a token."""
+    max_steps: int | None = None
+    """With train.max_steps: optimizer steps over all stages, which then bound the training instead of epochs."""
+
+    @property
+    def budget(self) -> str:
+        """How often the method sees each training item, comparable between methods of a compare."""
+        passes = f"{self.max_steps} steps" if self.max_steps else f"{self.epochs:g} epochs"
+        return f"{self.items} items x {passes}"
 
 
 @dataclass
@@ -112,7 +120,8 @@ class Method:
         """Std-CoT's plan: one pair per training item, question + rationale."""
         chars = sum(len(ex.question) + len(data.rationales[ex.id]) for ex in data.train)
         passes = cls.pairs_per_item * train.epochs
-        return TrainPlan(len(data.train), cls.pairs_per_item * len(data.train), train.epochs, int(chars * passes / 4))
+        return TrainPlan(len(data.train), cls.pairs_per_item * len(data.train), train.epochs, int(chars * passes / 4),
+                         train.max_steps if train.max_steps > 0 else None)
 
     @classmethod
     def describe(cls, settings: MethodSettings) -> str:

@@ -82,7 +82,7 @@ class SKIntern(Method):
         chars = sum(s.epochs * (pair + s.knowledge_keep_rate * knowledge + s.num_examples * shot * len(items))
                     for s in schedule.stages)
         return TrainPlan(len(items), len(items) * len(schedule.stages), sum(s.epochs for s in schedule.stages),
-                         int(chars / 4))
+                         int(chars / 4), len(schedule.stages) * train.max_steps if train.max_steps > 0 else None)
 
     @classmethod
     def describe(cls, settings: SKInternSettings) -> str:
