@@ -93,9 +93,10 @@ def test_prompting_zero_and_few_shot(make, tiny_model):
     zero, few = make("prompt"), make("prompt-fewshot")
     fitted = zero.fit()
     assert fitted.stats is None and fitted.model is tiny_model and not zero.trains
-    assert zero.prompt(TEST) == cot_prompt(DESC, TEST.question)
+    instruction = 'End with the sentence "Therefore, the answer is X." where X is Yes or No.'
+    assert zero.prompt(TEST) == f"{DESC}\n\nQ: {TEST.question}\n{instruction}\nA: Let's think step by step."
     assert few.prompt(TEST).startswith(f"{DESC}\n\nQ: shot?") and few.prompt(TEST).endswith(
-        f"Q: {TEST.question}\nA: Let's think step by step.")
+        f"Q: {TEST.question}\n{instruction}\nA: Let's think step by step.")
 
 
 @pytest.mark.parametrize("name, answer_prompt_end, answer_target", [

@@ -55,6 +55,40 @@ def augmented_prompt(
     return f"{task_head(description)}{shots}{know}Q: {question.strip()}\n{COT_TRIGGER}"
 
 
+CHAT_COT_START = "Let's think step by step."
+"""How an untrained student's reply starts under a chat template: it continues the reasoning, as after COT_TRIGGER."""
+ANSWER_HINTS = {"choice": "the letter of the correct option, like (A)", "yes_no": "Yes or No",
+                "true_false": "True or False", "validity": "valid or invalid", "number": "a number"}
+"""Answer kind -> what X is in `answer_instruction` (free text: "the final answer")."""
+
+
+def answer_instruction(kind: str) -> str:
+    """Asks an untrained student for the closing sentence trained students learn and the scorer reads."""
+    hint = ANSWER_HINTS.get(kind, "the final answer")
+    return f'End with the sentence "{ANSWER_SENTENCE.format("X")}" where X is {hint}.'
+
+
+def untrained_prompt(tokenizer, context: str, question: str, kind: str) -> str:
+    """Prompt of an untrained student: `context` (task head or few-shot examples) + question + answer instruction.
+
+    An Instruct model is prompted as it was tuned, in its tokenizer's chat template: all of this is the user turn
+    and the reply starts with CHAT_COT_START. A tokenizer without a template gets the plain Q:/A: format."""
+    user = f"{context}Q: {question.strip()}\n{answer_instruction(kind)}"
+    if not tokenizer.chat_template:
+        return f"{user}\n{COT_TRIGGER}"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    return without_second_bos(tokenizer, text) + CHAT_COT_START
+
+
+def without_second_bos(tokenizer, text: str) -> str:
+    """A rendered template that writes the BOS token itself, minus that token where the tokenizer adds one too
+    (Llama, Gemma); SmolLM2's template starts with <|im_start|>, its BOS token, but its tokenizer adds none."""
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and tokenizer(text).input_ids[:2] == [tokenizer.bos_token_id] * 2:
+        return text[len(bos):]
+    return text
+
+
 def cut_at_stop(text: str, stops: Sequence[str] = STOP_STRINGS) -> str:
     """Drop everything from the first stop string on (the model's next, invented question)."""
     ends = [text.find(s) for s in stops if s in text]

@@ -1,14 +1,18 @@
-"""The untrained student, prompted: the floor every distillation method must beat."""
+"""The untrained student, prompted: the floor every distillation method must beat.
+
+A fair floor prompts the student the way it expects: an Instruct model in its chat template, and every dataset
+with an instruction to end with the sentence the scorer reads (`prompts.untrained_prompt`). Trained students
+keep the plain format they were trained on (`Method.prompt`)."""
 
 from __future__ import annotations
 
 from skintern.data import Example
 from skintern.methods.base import Fitted, Method
-from skintern.prompts import COT_TRIGGER
+from skintern.prompts import task_head, untrained_prompt
 
 
 class ZeroShotPrompt(Method):
-    """Task description + question + "Let's think step by step." (the Std-CoT inference prompt)."""
+    """Task description + question + answer instruction, then "Let's think step by step." to start the reply."""
 
     name = "prompt"
     trains = False
@@ -16,14 +20,20 @@ class ZeroShotPrompt(Method):
     def fit(self) -> Fitted:
         return Fitted(self.ctx.student.model, None)
 
+    def prompt(self, ex: Example) -> str:
+        return untrained_prompt(self.ctx.student.tokenizer, self.context(ex), ex.question, ex.kind)
+
+    def context(self, ex: Example) -> str:
+        """What comes before the question."""
+        return task_head(self.ctx.data.description(ex))
+
 
 class FewShotPrompt(ZeroShotPrompt):
-    """BBH's own 3-shot CoT prompt before the question (zero-shot where a dataset has none)."""
+    """BBH's own 3-shot CoT prompt before the question (zero-shot where a dataset has none); under a chat
+    template the shots are part of the user turn, as one text, so both formats show them the same way."""
 
     name = "prompt-fewshot"
 
-    def prompt(self, ex: Example) -> str:
+    def context(self, ex: Example) -> str:
         shots = self.ctx.data.fewshot.get(ex.task) if ex.dataset == "bbh" else None
-        if not shots:
-            return super().prompt(ex)
-        return f"{shots}\n\nQ: {ex.question.strip()}\n{COT_TRIGGER}"
+        return f"{shots}\n\n" if shots else super().context(ex)
