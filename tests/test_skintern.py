@@ -178,7 +178,11 @@ def test_progressive_run_loss_falls_and_eval_is_question_only(tmp_path, tiny_stu
     assert stages[-1]["losses"][-1] < 0.8 * stages[0]["losses"][0]
     # inference sees only the question: same prompt tokens per query as Std-CoT on the same items
     assert sk["prompt_tokens_per_query"] == std["prompt_tokens_per_query"]
-    assert results["schedule"]["K"] == 3 and "Schedule" in (tmp_path / "runs" / "sk" / "report.md").read_text()
+    report = (tmp_path / "runs" / "sk" / "report.md").read_text()
+    assert results["schedule"]["K"] == 3 and "Schedule" in report and "Achieved keep-rate" in report
+    achieved = [(s["knowledge_keep_rate"], s["achieved_keep_rate"]) for s in sk["extras"]["schedule"]["stages"]]
+    assert achieved[0] == (1.0, 1.0) and achieved[-1] == (0.0, 0.0)  # uncompressed and no knowledge
+    assert all(0 < got < 1 for want, got in achieved[1:-1])  # what the compressor really kept, logged per stage
     capsys.readouterr()
     assert main(["eval", str(path)]) == 0
     assert f"prompt tokens per query: {std['prompt_tokens_per_query']:.1f}" in capsys.readouterr().out

@@ -257,14 +257,18 @@ def _per_task_table(tasks: list[str], runs: list[tuple[str, dict]]) -> _Table:
 
 
 def _schedule_table(schedule: dict) -> _Table:
+    """The stages; with the keep-rate the compressed knowledge achieved (mean, student tokens) where recorded."""
+    achieved = any("achieved_keep_rate" in stage for stage in schedule["stages"])
     rows = [[
         str(stage.get("stage", i)),
         f"{stage['knowledge_keep_rate']:.2f}",
+        *([_num(stage.get("achieved_keep_rate"), ".2f")] if achieved else []),
         f"{stage['num_examples']:g}",
         _num(stage.get("epochs"), ".2g"),
         "yes" if stage.get("final") else "no",
     ] for i, stage in enumerate(schedule["stages"])]
-    return _Table(["Stage", "Knowledge keep-rate", "Examples", "Epochs", "Final"], rows)
+    headers = ["Stage", "Knowledge keep-rate", *(["Achieved keep-rate"] if achieved else []), "Examples", "Epochs", "Final"]
+    return _Table(headers, rows)
 
 
 def _schedule_summary(schedule: dict) -> str:

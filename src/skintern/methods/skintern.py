@@ -11,16 +11,17 @@ the unfinished one restarts from its newest checkpoint."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from skintern.compression import COMPRESSOR_KINDS, build_compressor
+from skintern.compression import COMPRESSOR_KINDS, build_compressor, keep_rate
 from skintern.data import Example
 from skintern.errors import SkinternError
 from skintern.knowledge import KnowledgeRecord, KnowledgeStore
-from skintern.methods.base import Fitted, Method, MethodSettings, TrainPlan
+from skintern.methods.base import Context, Fitted, Method, MethodSettings, TrainPlan
 from skintern.methods.rundata import RunData
 from skintern.prompts import augmented_prompt, worked_example
 from skintern.retrieval import ExampleRetriever
@@ -55,6 +56,10 @@ class SKIntern(Method):
     name = "skintern"
     Settings = SKInternSettings
     settings: SKInternSettings
+
+    def __init__(self, settings: SKInternSettings, ctx: Context):
+        super().__init__(settings, ctx)
+        self.achieved_keep_rates: dict[float, float] = {}  # requested rate -> mean achieved, once the pairs are built
 
     @cached_property
     def schedule(self) -> Schedule:
@@ -157,7 +162,11 @@ class SKIntern(Method):
             return {}
         compressor = self._compressor()
         texts = [store.get(ex.task, ex.index).text() for ex in items]
-        return {rate: dict(zip((ex.id for ex in items), compressor.compress_many(texts, rate))) for rate in rates}
+        out = {rate: dict(zip((ex.id for ex in items), compressor.compress_many(texts, rate))) for rate in rates}
+        tokenizer = self.ctx.student.tokenizer
+        self.achieved_keep_rates = {rate: statistics.fmean(keep_rate(t, c, tokenizer) for t, c in zip(texts, out[rate].values()))
+                                    for rate in rates}
+        return out
 
     def _compressor(self):
         cfg = self.settings
@@ -188,4 +197,9 @@ class SKIntern(Method):
         ))
 
     def result_extras(self) -> dict[str, Any]:
-        return {"schedule": self.schedule.to_dict()}
+        """The schedule, each stage with the mean keep-rate its compressed knowledge actually has (in student
+        tokens), next to the requested one."""
+        schedule = self.schedule.to_dict()
+        for stage in schedule["stages"]:
+            stage["achieved_keep_rate"] = self.achieved_keep_rates.get(stage["knowledge_keep_rate"], 0.0)
+        return {"schedule": schedule}
