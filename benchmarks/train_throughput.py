@@ -74,7 +74,7 @@ def main() -> None:
 
         model, tok = load(args.model)
         rows = [r for ex in per_stage for r in tokenize(tok, ex, cfg.max_length)[0]]
-        rows = [{k: v for k, v in r.items() if k != "weight"} for r in rows]
+        rows = [{k: v for k, v in r.items() if k not in ("weight", "task")} for r in rows]
         targs = TrainingArguments(output_dir=str(Path(tmp) / "plain"), per_device_train_batch_size=args.batch,
                                   max_steps=args.stages * args.steps_per_stage, learning_rate=cfg.learning_rate,
                                   save_strategy="no", report_to="none", use_cpu=True, logging_steps=10_000,

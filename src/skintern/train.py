@@ -210,10 +210,7 @@ def finetune(
         remove_unused_columns=False,
         disable_tqdm=False,
     )
-    weighted = any(r["weight"] != 1.0 or r["task"] for r in rows)
-    if not weighted:
-        rows = [{k: v for k, v in r.items() if k not in ("weight", "task")} for r in rows]
-    trainer = (WeightedLossTrainer if weighted else Trainer)(
+    trainer = WeightedLossTrainer(
         model=model,
         args=args,
         train_dataset=rows,
@@ -272,15 +269,24 @@ class StageLog(TrainerCallback):
 
 
 class WeightedLossTrainer(Trainer):
-    """Multi-task loss: the sum over tasks of the task's weight times the mean loss of its target tokens.
+    """Every method's loss: the sum over tasks of the task's weight times the mean loss of its target tokens, with
+    the LM head applied to the target positions only.
 
-    Rows carry their task (mt-cot, step-by-step, cascod: answer rows weigh alpha, rationale rows 1 - alpha) and the
-    mean runs over that task's target tokens in the whole optimizer batch (every accumulated micro-batch, every
-    process): loss = alpha * mean(answer-token loss) + (1 - alpha) * mean(rationale-token loss). So an answer-only
-    batch weighs alpha, not 1; batch 4 x accumulation 2 equals batch 8 x 1; with one task of weight w the loss is
-    w times the plain Trainer's token mean. A task absent from the batch adds nothing."""
+    Rows carry their task (mt-cot, step-by-step, cascod: answer rows weigh alpha, rationale rows 1 - alpha; every
+    other method: one task of weight 1) and the mean runs over that task's target tokens in the whole optimizer
+    batch (every accumulated micro-batch, every process): loss = alpha * mean(answer-token loss) + (1 - alpha) *
+    mean(rationale-token loss). So an answer-only batch weighs alpha, not 1; batch 4 x accumulation 2 equals batch
+    8 x 1; with one task of weight 1 the loss is the plain token mean. A task absent from the batch adds nothing.
+
+    The model runs its body over the whole sequence but projects to the vocabulary only where a label is
+    (`logits_to_keep` as a boolean mask): a prompt's positions cost no vocabulary logits and no fp32 upcast, which
+    matters most for SKIntern's long first-stage prompts. `full_logits=True` keeps the old path (benchmarks)."""
 
     loss_is_scaled_for_ga = True  # normalized over the whole optimizer batch: the Trainer must not divide again
+
+    def __init__(self, *args, full_logits: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.full_logits = full_logits
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         """Tag each row with its task's target tokens in the optimizer batch, per process (`task_tokens`),
@@ -304,13 +310,15 @@ class WeightedLossTrainer(Trainer):
         task_tokens = inputs.pop("task_tokens", None)
         if task_tokens is None:  # a lone batch (a direct call, evaluation): its tasks' tokens in it
             task_tokens = (tasks[:, None] == tasks).float() @ self._target_tokens(labels)
-        outputs = model(**inputs)
-        logits = outputs.logits[:, :-1].float()
-        targets = labels[:, 1:]
-        token_loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
-        ).view(targets.shape)  # 0 where ignored
-        loss = (weights * token_loss.sum(1) / task_tokens.clamp(min=1e-8)).sum()
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = labels[:, 1:] != -100  # position t predicts token t + 1
+        outputs = model(**inputs, logits_to_keep=0 if self.full_logits else keep)
+        logits = outputs.logits
+        if logits.dim() == 3:  # the full path, or a model that ignores a mask in logits_to_keep
+            logits = logits[keep]
+        token_loss = torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][keep[:, :-1]], reduction="none")
+        row = keep.nonzero(as_tuple=True)[0]
+        loss = (weights[row] * token_loss / task_tokens[row].clamp(min=1e-8)).sum()
         return (loss, outputs) if return_outputs else loss
 
     @staticmethod
