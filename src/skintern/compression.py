@@ -2,9 +2,12 @@
 
 `SelfInformationCompressor` is LLMLingua-style: a local causal LM scores every token by its
 self-information -log p(token | prefix) and the most predictable tokens are dropped, in order,
-until round(rate * n) tokens remain. Line breaks, numbers and list markers ("1.", "2)", "-") are
-always kept, since the numbered structure is what the student learns to follow. Results and token
-scores go to a `CompressionCache` (SQLite) so every (scorer, text, rate) is computed once, across runs.
+until round(rate * n) tokens remain. The structure the student learns to follow is kept first: the
+two section headers (whole), line breaks and the list markers that open a line ("1.", "2)", "-").
+It counts against that budget, so the keep-rate is the one the schedule asks for; where a rate is
+too low for all of it (0.2, for over half the records in SmolLM2 tokens), the last list markers go first.
+Results and token scores go to a `CompressionCache` (SQLite) so every (scorer, text, rate) is
+computed once, across runs.
 """
 
 from __future__ import annotations
@@ -19,11 +22,22 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from skintern.errors import SkinternError
 
-FORCED_RE = re.compile(r"\n|\d+[.)]?|^[ \t]*[-*•](?=[ \t])", re.MULTILINE)
+SECTION_HEADERS = ("Learning summary:", "Supplementary knowledge:")  # as `KnowledgeRecord.text()` writes them
+# The structure compression keeps first, most important first: the section headers (whole), line breaks,
+# then the list markers that open a line. Numbers elsewhere are scored like any other token.
+FORCED_RES = (
+    re.compile("^(?:" + "|".join(map(re.escape, SECTION_HEADERS)) + ")", re.MULTILINE),
+    re.compile(r"\n"),
+    re.compile(r"^[ \t]*(?:\d+[.)]|[-*•])(?=[ \t])", re.MULTILINE),
+)
+# Part of every cached compression's key, so outputs of an older rule (v1 forced every number on top of
+# the budget) are never returned; bump the version when the selection changes in any other way.
+SELECTION_RULE = "v2:" + "|".join(r.pattern for r in FORCED_RES)
 MAX_BATCH_TOKENS = 2048  # bounds the (batch, length, vocab) logits tensor of one scoring forward
 DRIFT_ROUNDS = 8  # re-selections allowed to cancel re-tokenisation drift
 COMPRESSOR_KINDS = ("self-info", "llmlingua2")
@@ -89,11 +103,11 @@ class CompressionCache:
         with self._db() as db:
             db.execute(f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)", (key, value))
 
-    def get(self, scorer: str, rate: float, text: str) -> str | None:
-        return self._get("compressed", _digest(scorer, round(rate, 3), text))
+    def get(self, scorer: str, rate: float, text: str, rule: str = "") -> str | None:
+        return self._get("compressed", _digest(scorer, rule, round(rate, 3), text))
 
-    def put(self, scorer: str, rate: float, text: str, compressed: str) -> None:
-        self._put("compressed", _digest(scorer, round(rate, 3), text), compressed)
+    def put(self, scorer: str, rate: float, text: str, compressed: str, rule: str = "") -> None:
+        self._put("compressed", _digest(scorer, rule, round(rate, 3), text), compressed)
 
     def get_scores(self, scorer: str, text: str) -> list[float] | None:
         value = self._get("scores", _digest(scorer, text))
@@ -111,20 +125,24 @@ class CompressionCache:
 # ---------------------------------------------------------------- token selection
 
 
-def select_tokens(scores: Sequence[float], forced: Sequence[bool], budget: int) -> list[int]:
-    """Positions to keep, in order: all forced ones, then the highest-scoring others up to `budget`."""
-    keep = [i for i, f in enumerate(forced) if f]
-    free = budget - len(keep)
-    if free > 0:
-        others = sorted((i for i, f in enumerate(forced) if not f), key=lambda i: (-scores[i], i))
-        keep += others[:free]
-    return sorted(keep)
+def select_tokens(scores: Sequence[float], priority: Sequence[int], budget: int) -> list[int]:
+    """The `budget` positions to keep, in text order. Forced structure comes first, so it counts against
+    the budget: class by class (`forced_priorities`), each in text order, so structure that does not
+    fit loses its last markers whole; free tokens follow, highest score first."""
+    priority = np.asarray(priority)
+    free_order = np.where(priority == len(FORCED_RES), -np.asarray(scores, dtype=float), 0.0)
+    order = np.lexsort((free_order, priority))  # stable: ties stay in text order
+    return sorted(order[:budget].tolist())
 
 
-def forced_positions(text: str, offsets: Sequence[tuple[int, int]]) -> list[bool]:
-    """Tokens overlapping a line break, a number or a list marker, which compression must keep."""
-    spans = [m.span() for m in FORCED_RE.finditer(text)]
-    return [any(s < end and start < e for s, e in spans) for start, end in offsets]
+def forced_priorities(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """Per token, the index in FORCED_RES of the first structure it overlaps (section header, line
+    break, list marker), or len(FORCED_RES) for a free token, which is kept by score."""
+    spans = [[m.span() for m in pattern.finditer(text)] for pattern in FORCED_RES]
+    return [
+        next((k for k, found in enumerate(spans) if any(s < end and start < e for s, e in found)), len(spans))
+        for start, end in offsets
+    ]
 
 
 class _Compressor:
@@ -132,6 +150,7 @@ class _Compressor:
 
     name: str
     cache: CompressionCache | None
+    rule = ""  # the selection rule's version, part of the cache key
 
     def compress(self, text: str, rate: float) -> str:
         return self.compress_many([text], rate)[0]
@@ -142,7 +161,7 @@ class _Compressor:
             return list(texts)
         done: dict[str, str] = {}
         for text in dict.fromkeys(texts):
-            hit = self.cache.get(self.name, rate, text) if self.cache is not None else None
+            hit = self.cache.get(self.name, rate, text, self.rule) if self.cache is not None else None
             if hit is not None:
                 done[text] = hit
             elif not text.strip():
@@ -151,7 +170,7 @@ class _Compressor:
         for text, compressed in zip(todo, self._compress_uncached(todo, rate)):
             done[text] = compressed
             if self.cache is not None:
-                self.cache.put(self.name, rate, text, compressed)
+                self.cache.put(self.name, rate, text, compressed, self.rule)
         return [done[t] for t in texts]
 
     def _compress_uncached(self, texts: list[str], rate: float) -> list[str]:
@@ -160,6 +179,8 @@ class _Compressor:
 
 class SelfInformationCompressor(_Compressor):
     """Drop the tokens a local causal LM finds most predictable (lowest -log p(token | prefix))."""
+
+    rule = SELECTION_RULE
 
     def __init__(self, model, tokenizer, cache: CompressionCache | None = None, name: str | None = None):
         if not getattr(tokenizer, "is_fast", False):
@@ -181,20 +202,18 @@ class SelfInformationCompressor(_Compressor):
 
     def _compress_one(self, text: str, ids: list[int], offsets: list[tuple[int, int]], rate: float) -> str:
         """Select round(rate*n) tokens, then re-select until the re-tokenised output has that many."""
-        forced = forced_positions(text, offsets)
+        priority = forced_priorities(text, offsets)
         budget = max(round(rate * len(ids)), 1)
-        if sum(forced) >= budget:
-            return self._render(ids, offsets, text, [i for i, f in enumerate(forced) if f])
         scores = self._scores[text]
         target, best, best_gap = budget, text, math.inf
         for _ in range(DRIFT_ROUNDS):
-            out = self._render(ids, offsets, text, select_tokens(scores, forced, target))
+            out = self._render(ids, offsets, text, select_tokens(scores, priority, target))
             gap = count_tokens(out, self.tokenizer) - budget
             if abs(gap) < abs(best_gap):
                 best, best_gap = out, gap
             if gap == 0:
                 break
-            new_target = min(max(target - gap, sum(forced)), len(ids))
+            new_target = min(max(target - gap, 1), len(ids))
             if new_target == target:
                 break
             target = new_target
