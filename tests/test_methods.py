@@ -12,7 +12,7 @@ from skintern.data import Example
 from skintern.evaluate import ANSWER_MARGIN
 from skintern.generation import Generation, Generator
 from skintern.knowledge import KnowledgeRecord, KnowledgeStore
-from skintern.methods import METHODS, Context, Method
+from skintern.methods import METHODS, Method
 from skintern.methods.rundata import RunData
 from skintern.prompts import cot_prompt
 from skintern.run import build_method

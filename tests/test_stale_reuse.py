@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
 import torch
 from transformers import TrainerCallback
 

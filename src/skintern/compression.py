@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from skintern.errors import SkinternError
+from skintern.student import load_student
 
 SECTION_HEADERS = ("Learning summary:", "Supplementary knowledge:")  # as `KnowledgeRecord.text()` writes them
 # The structure compression keeps first, most important first: the section headers (whole), line breaks,
@@ -313,7 +314,7 @@ class LLMLingua2Compressor(_Compressor):
 
     def _compress_one(self, text: str, rate: float) -> str:
         result = self.compressor.compress_prompt(
-            [text], rate=rate, force_tokens=["\n", ".", ")"], force_reserve_digit=True, drop_consecutive=True
+            [text], rate=rate, force_tokens=["\n", ".", ")"], force_reserve_digit=False, drop_consecutive=True
         )
         return result["compressed_prompt"]
 
@@ -337,7 +338,5 @@ def build_compressor(kind: str, *, model=None, tokenizer=None, model_path=None, 
 
 def _load_causal_lm(model_path: str | os.PathLike):
     """The scorer model from a local folder or a student alias, via the student loader's cache."""
-    from skintern.student import load_student
-
     student = load_student(str(model_path))
     return student.model, student.tokenizer

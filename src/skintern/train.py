@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -15,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
 from transformers.trainer_utils import SchedulerType, get_last_checkpoint
 
 from skintern.errors import SkinternError
@@ -156,15 +158,19 @@ def finetune(
     seed: int = 42,
     epochs: float | None = None,
     desc: str = "train",
+    optimizers: ContinuedOptimizer | None = None,
 ) -> tuple[object, TrainStats]:
     """Train `model` on `examples`; returns the (possibly LoRA-wrapped) model and its stats.
 
     With $SKINTERN_STAGE_LOG set, every rank logs the stage of each step there (`StageLog`).
     `seed` fixes the run: it is set before the LoRA adapter is initialized, so the adapter does not depend on
-    what the process drew before; `Trainer` reseeds (dropout) and seeds the data order with it too."""
+    what the process drew before; `Trainer` reseeds (dropout) and seeds the data order with it too.
+    `optimizers`: continue one AdamW and LR schedule from earlier calls instead of starting fresh ones."""
     output_dir = Path(output_dir)
     done = output_dir / "done.json"
     key = training_key(model, examples, cfg, seed, epochs)
+    if optimizers is not None:  # the schedule spans all the calls' steps: it changes the weights of each
+        key |= {"restart_optimizer": False, "optimizer_steps": optimizers.total_steps}
     changed = changed_settings(output_dir / "train_key.json", key)
     if changed:
         raise SkinternError(f"{output_dir}: trained under other settings ({'; '.join(changed[:3])}); "
@@ -173,6 +179,8 @@ def finetune(
     model = with_lora(model, cfg)
     if done.is_file():
         load_trained_weights(model, output_dir / "final")
+        if optimizers is not None:
+            optimizers.continue_from(output_dir)
         return model, TrainStats(**read_json(done))
     rows, dropped = tokenize(tokenizer, examples, cfg.max_length)
     if not rows:
@@ -217,6 +225,8 @@ def finetune(
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=[StageLog(os.environ["SKINTERN_STAGE_LOG"], desc)] if os.environ.get("SKINTERN_STAGE_LOG") else None,
     )
+    if optimizers is not None:
+        optimizers.attach(trainer)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last:
         print(f"{desc}: resuming from {last}", flush=True)
@@ -235,9 +245,65 @@ def finetune(
     )
     trainer.save_model(str(output_dir / "final"))  # gathers FSDP / ZeRO-3 shards; writes on the main process
     if trainer.is_world_process_zero():
+        if optimizers is not None:
+            optimizers.save(output_dir)  # before done.json: a finished call always has the state to continue from
         write_json(done, stats.to_dict())
     trainer.accelerator.wait_for_everyone()
     return model, stats
+
+
+def optimizer_steps(tokenizer, examples: Sequence[SFTExample], cfg: TrainConfig, epochs: float | None) -> int:
+    """The optimizer steps `finetune` takes on `examples`, counted as `Trainer` counts them: batches per process
+    (the last one padded out across processes), a partial accumulation counting as a step, epochs rounded up."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    rows, _ = tokenize(tokenizer, examples, cfg.max_length)
+    batches = math.ceil(math.ceil(len(rows) / cfg.batch_size) / PartialState().num_processes)
+    per_epoch = max(math.ceil(batches / cfg.grad_accum), 1)
+    return math.ceil((epochs if epochs is not None else cfg.epochs) * per_epoch)
+
+
+class ContinuedOptimizer:
+    """One AdamW and one LR schedule (warmup + decay over `total_steps`) that successive `finetune` calls continue,
+    so the learning rate decays once over all of them and the moment estimates carry from call to call.
+
+    The first call that trains builds both as its `Trainer` would (its `create_optimizer`: the same parameter groups
+    and weight decay; `get_scheduler` with its warmup). A finished call saves their state next to its done.json,
+    so a run killed between calls continues where it stopped; a kill within a call resumes from the Trainer's
+    checkpoint, which restores both."""
+
+    STATE = "optimizer-state.pt"
+
+    def __init__(self, total_steps: int):
+        self.total_steps = total_steps
+        self.optimizer = self.scheduler = None
+        self._saved: Path | None = None  # a finished call's state, loaded once the optimizer exists
+
+    def attach(self, trainer: Trainer) -> None:
+        if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+            raise SkinternError("one optimizer over several trainings (restart_optimizer: false) needs plain or DDP "
+                                "training: FSDP and DeepSpeed build their own optimizer on the wrapped model")
+        if self.optimizer is None:
+            args = trainer.args
+            self.optimizer = trainer.create_optimizer()
+            self.scheduler = get_scheduler(args.lr_scheduler_type, self.optimizer,
+                                           num_warmup_steps=args.get_warmup_steps(self.total_steps),
+                                           num_training_steps=self.total_steps,
+                                           scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+        if self._saved is not None:
+            state = torch.load(self._saved / self.STATE, map_location="cpu", weights_only=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self._saved = None
+        trainer.optimizer, trainer.lr_scheduler = self.optimizer, self.scheduler
+
+    def continue_from(self, output_dir: Path) -> None:
+        """Continue from the state a finished call saved in `output_dir` (a resumed run skips that call)."""
+        self._saved = output_dir
+
+    def save(self, output_dir: Path) -> None:
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                   output_dir / self.STATE)
 
 
 def training_key(model, examples: Sequence[SFTExample], cfg: TrainConfig, seed: int, epochs: float | None) -> dict:

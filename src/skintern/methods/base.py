@@ -21,7 +21,7 @@ from skintern.retrieval import RetrievalConfig
 from skintern.schema import check_range
 from skintern.student import Student
 from skintern.teacher.config import TeacherConfig
-from skintern.train import SFTExample, TrainConfig, TrainStats, finetune
+from skintern.train import ContinuedOptimizer, SFTExample, TrainConfig, TrainStats, finetune
 
 
 @dataclass
@@ -133,11 +133,13 @@ class Method:
         return {}
 
     # -- helpers shared by methods
-    def finetune(self, pairs: Sequence[SFTExample], out: Path, model=None, epochs: float | None = None):
-        """Train `model` (default: the untrained student) on `pairs`; returns (model, stats)."""
+    def finetune(self, pairs: Sequence[SFTExample], out: Path, model=None, epochs: float | None = None,
+                 optimizers: ContinuedOptimizer | None = None):
+        """Train `model` (default: the untrained student) on `pairs`; returns (model, stats). `optimizers`: one
+        optimizer and LR schedule carried on from an earlier call (SKIntern's stages)."""
         ctx = self.ctx
         return finetune(ctx.student.model if model is None else model, ctx.student.tokenizer, pairs, ctx.train, out,
-                        seed=ctx.seed, epochs=epochs, desc=self.name)
+                        seed=ctx.seed, epochs=epochs, desc=self.name, optimizers=optimizers)
 
     def cot_pair(self, ex: Example, prompt: str | None = None) -> SFTExample:
         rationale = self.ctx.data.rationales[ex.id]

@@ -29,7 +29,7 @@ from skintern.schedule import Schedule, ScheduleConfig, Stage, build_schedule
 from skintern.schema import SettingError, check_choice
 from skintern.student import load_student
 from skintern.teacher.generate import generate_knowledge
-from skintern.train import SFTExample, TrainConfig, TrainStats, pair_length
+from skintern.train import ContinuedOptimizer, SFTExample, TrainConfig, TrainStats, optimizer_steps, pair_length
 
 
 @dataclass
@@ -44,6 +44,10 @@ class SKInternSettings(MethodSettings):
     """Causal LM for self-info scores; default: the student itself, before training."""
     llmlingua2_model: str | None = None
     """Local token-classification model folder for llmlingua2."""
+    restart_optimizer: bool = True
+    """True: each stage starts a fresh AdamW and LR schedule (warmup + decay) over its own steps. False: one AdamW
+    and one LR schedule over all stages' steps together, so the learning rate decays once over the whole schedule
+    and the moment estimates carry from stage to stage."""
 
     def __post_init__(self):
         check_choice("missing_knowledge", self.missing_knowledge, ("skip", "teacher"))
@@ -180,11 +184,12 @@ class SKIntern(Method):
     def fit(self) -> Fitted:
         per_stage = self.stage_pairs()
         print(self.schedule.table(), flush=True)
+        optimizers = None if self.settings.restart_optimizer else self._continued_optimizer(per_stage)
         model, all_stats = self.ctx.student.model, []
         for stage in self.schedule.stages:
             print(f"skintern: stage {stage.stage}/{self.schedule.K} ({len(per_stage[stage.stage])} examples)", flush=True)
             model, stats = self.finetune(per_stage[stage.stage], self.stage_dir(self.ctx.run_dir, stage), model=model,
-                                         epochs=stage.epochs)
+                                         epochs=stage.epochs, optimizers=optimizers)
             all_stats.append(stats)
         return Fitted(model, TrainStats(
             examples=sum(s.examples for s in all_stats),
@@ -196,10 +201,16 @@ class SKIntern(Method):
             stages=[s.to_dict() for s in all_stats],
         ))
 
+    def _continued_optimizer(self, per_stage: dict[int, list[SFTExample]]) -> ContinuedOptimizer:
+        """One optimizer for every stage, its schedule over the optimizer steps of all stages together."""
+        tokenizer, train = self.ctx.student.tokenizer, self.ctx.train
+        return ContinuedOptimizer(sum(optimizer_steps(tokenizer, per_stage[s.stage], train, s.epochs)
+                                      for s in self.schedule.stages))
+
     def result_extras(self) -> dict[str, Any]:
         """The schedule, each stage with the mean keep-rate its compressed knowledge actually has (in student
-        tokens), next to the requested one."""
+        tokens), next to the requested one, and whether the optimizer restarted at each stage."""
         schedule = self.schedule.to_dict()
         for stage in schedule["stages"]:
             stage["achieved_keep_rate"] = self.achieved_keep_rates.get(stage["knowledge_keep_rate"], 0.0)
-        return {"schedule": schedule}
+        return {"schedule": schedule, "restart_optimizer": self.settings.restart_optimizer}
