@@ -5,6 +5,7 @@ Each of the four runs is its own process, so its peak memory (RSS on CPU, torch.
 GPU) is its own. Real BBH items and teacher outputs from the shared data; LoRA as in compare-cpu.
 
     python benchmarks/lm_head.py [--model smollm2-135m] [--batch 8] [--steps 3] [--data-dir ../shared/data]
+                                 [--gradient-checkpointing]
 """
 
 from __future__ import annotations
@@ -49,13 +50,17 @@ def batch_pairs(kind: str, n: int, data_dir: str | None) -> list[SFTExample]:
     return pairs
 
 
-def one_run(model_name: str, kind: str, full_logits: bool, batch: int, steps: int, data_dir: str | None) -> dict:
+def one_run(model_name: str, kind: str, full_logits: bool, batch: int, steps: int, data_dir: str | None,
+            checkpointing: bool) -> dict:
     student = load_student(model_name)
     cfg = TrainConfig(finetune="lora", batch_size=batch, max_length=4096)
     rows, _ = tokenize(student.tokenizer, batch_pairs(kind, batch, data_dir), cfg.max_length)
     student.tokenizer.padding_side = "right"
     collated = DataCollatorForSeq2Seq(student.tokenizer, padding=True, label_pad_token_id=-100)(rows)
     model = with_lora(student.model, cfg)
+    if checkpointing:  # as finetune does with train.gradient_checkpointing
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     precision = resolve_precision(cfg.precision)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = WeightedLossTrainer(model=model, args=TrainingArguments(
@@ -87,20 +92,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--gradient-checkpointing", action="store_true", help="as train.gradient_checkpointing: true")
     ap.add_argument("--one", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)  # a child run
     args = ap.parse_args()
     if args.one:
         kind, path = args.one
-        print(json.dumps(one_run(args.model, kind, path == "full", args.batch, args.steps, args.data_dir)))
+        print(json.dumps(one_run(args.model, kind, path == "full", args.batch, args.steps, args.data_dir,
+                                 args.gradient_checkpointing)))
         return
     D.resolve_data_dir(args.data_dir)
-    print(f"model {args.model}, LoRA, batch {args.batch}, {args.steps} timed steps after one warm-up; one process per run")
+    print(f"model {args.model}, LoRA, batch {args.batch}, {args.steps} timed steps after one warm-up; one process per run"
+          + (", gradient checkpointing" if args.gradient_checkpointing else ""))
     print(f"{'batch':<20} {'path':<12} {'seq':>5} {'targets':>7} {'step s':>7} {'tokens/s':>9} {'peak GiB':>9}")
     runs = {}
     for kind in ("std-cot", "skintern-stage-0"):
         for path in ("full", "target"):
             cmd = [sys.executable, __file__, "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps),
-                   "--one", kind, path] + (["--data-dir", args.data_dir] if args.data_dir else [])
+                   "--one", kind, path] + (["--data-dir", args.data_dir] if args.data_dir else []) \
+                + (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = runs[kind, path] = json.loads(out)
             print(f"{kind:<20} {r['path']:<12} {r['seq']:>5} {r['targets']:>7} {r['step_s']:>7.2f} {r['tokens_per_s']:>9.1f} "

@@ -52,7 +52,7 @@ class KillAt(TrainerCallback):
 def trainers(records: dict, kill: tuple[str, int | None] | None = None):
     """Every Trainer records (`Recorder`); `kill` = (stage, step): a kill after that step of that stage, or before
     the stage starts when step is None."""
-    original = train_module.Trainer
+    original = train_module.WeightedLossTrainer
 
     def patched(*args, **kw):
         trainer = original(*args, **kw)
@@ -65,7 +65,7 @@ def trainers(records: dict, kill: tuple[str, int | None] | None = None):
         return trainer
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_module, "Trainer", patched)
+        mp.setattr(train_module, "WeightedLossTrainer", patched)
         yield
 
 

@@ -137,7 +137,7 @@ def test_kill_in_stage_2_resumes_in_stage_2(tmp_path, tiny_student_dir, shared_d
 
     import skintern.train as train_module
 
-    original = train_module.Trainer
+    original = train_module.WeightedLossTrainer
     seen_dirs = []
 
     def killing(*args, **kw):
@@ -146,7 +146,7 @@ def test_kill_in_stage_2_resumes_in_stage_2(tmp_path, tiny_student_dir, shared_d
         trainer.add_callback(KillInStage(2))
         return trainer
 
-    monkeypatch.setattr(train_module, "Trainer", killing)
+    monkeypatch.setattr(train_module, "WeightedLossTrainer", killing)
     assert main(["train", str(path)]) == 130  # the CLI turns the kill into "run the same command again"
     stage_root = tmp_path / "runs" / "sk" / "train" / "skintern"
     assert [p.rsplit("/", 1)[-1] for p in seen_dirs] == ["stage-0", "stage-1", "stage-2"]
@@ -154,7 +154,7 @@ def test_kill_in_stage_2_resumes_in_stage_2(tmp_path, tiny_student_dir, shared_d
     assert (stage_root / "stage-2" / "checkpoint-1").is_dir()  # saved after step 1; killed in step 2
 
     seen_dirs.clear()
-    monkeypatch.setattr(train_module, "Trainer", lambda *a, **kw: (seen_dirs.append(kw["args"].output_dir), original(*a, **kw))[1])
+    monkeypatch.setattr(train_module, "WeightedLossTrainer", lambda *a, **kw: (seen_dirs.append(kw["args"].output_dir), original(*a, **kw))[1])
     capsys.readouterr()
     assert main(["train", str(path)]) == 0
     out = capsys.readouterr().out

@@ -77,11 +77,11 @@ def test_resume_after_a_changed_lora_rank_is_one_line(tmp_path, tiny_student_dir
     import skintern.train as train_module
 
     config = tiny_run(tmp_path, tiny_student_dir, shared_data, train={"finetune": "lora", "max_steps": 3, "save_steps": 1})
-    original = train_module.Trainer
-    monkeypatch.setattr(train_module, "Trainer", lambda *a, **kw: (t := original(*a, **kw), t.add_callback(Kill()))[0])
+    original = train_module.WeightedLossTrainer
+    monkeypatch.setattr(train_module, "WeightedLossTrainer", lambda *a, **kw: (t := original(*a, **kw), t.add_callback(Kill()))[0])
     assert main(["train", str(config)]) == 130
     assert (tmp_path / "runs" / "tiny" / "train" / "std-cot" / "checkpoint-1").is_dir()
-    monkeypatch.setattr(train_module, "Trainer", original)
+    monkeypatch.setattr(train_module, "WeightedLossTrainer", original)
     code, err = run_cli(["train", str(config), "--set", "train.lora_r=4"], capsys)
     assert code == 2 and "train.lora_r: 16 -> 4" in err.splitlines()[-1] and "Traceback" not in err
 

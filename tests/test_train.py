@@ -81,18 +81,18 @@ def test_resume_after_kill_matches_uninterrupted(tiny_tokenizer, tmp_path, monke
 
     import skintern.train as train_module
 
-    original = train_module.Trainer
+    original = train_module.WeightedLossTrainer
 
     def killed_trainer(*args, **kw):
         trainer = original(*args, **kw)
         trainer.add_callback(StopAt(5))
         return trainer
 
-    monkeypatch.setattr(train_module, "Trainer", killed_trainer)
+    monkeypatch.setattr(train_module, "WeightedLossTrainer", killed_trainer)
     with pytest.raises(KeyboardInterrupt):
         finetune(build_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer, examples(8), cfg, tmp_path / "b", seed=3)
     assert (tmp_path / "b" / "checkpoint-4").is_dir() and not (tmp_path / "b" / "done.json").exists()
-    monkeypatch.setattr(train_module, "Trainer", original)
+    monkeypatch.setattr(train_module, "WeightedLossTrainer", original)
 
     resumed, stats = finetune(build_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer, examples(8), cfg, tmp_path / "b", seed=3)
     assert stats.steps == 12
