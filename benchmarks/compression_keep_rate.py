@@ -12,7 +12,8 @@ SmolLM2-135M takes roughly 15-30 min on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import re
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -21,17 +22,10 @@ from skintern.compression import CompressionCache, SelfInformationCompressor, ke
 from skintern.knowledge import KnowledgeStore
 from skintern.student import load_student
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_compression import structure_kept  # noqa: E402  (the test's definition of an intact structure)
+
 RATES = (0.2, 1 / 3, 0.5, 2 / 3, 0.8)
-
-
-def structure_kept(text: str, out: str) -> bool:
-    markers = [re.match(r"\d+\.(?= )", line) for line in text.split("\n")]
-    return (
-        out.count("\n") == text.count("\n")
-        and out.startswith("Learning summary:\n")
-        and "\nSupplementary knowledge:\n" in out
-        and all(m is None or line.startswith(m.group()) for line, m in zip(out.split("\n"), markers))
-    )
 
 
 def main() -> None:

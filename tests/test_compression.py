@@ -103,7 +103,7 @@ def _is_char_subsequence(short: str, long: str) -> bool:
     return all(c in chars for c in short)
 
 
-def _structure_kept(text: str, out: str) -> bool:
+def structure_kept(text: str, out: str) -> bool:
     """Same line breaks, both headers whole, and every "N." marker still opens its line."""
     markers = [re.match(r"\d+\.(?= )", line) for line in text.split("\n")]
     return (
@@ -136,7 +136,7 @@ def test_number_heavy_record_compresses_to_the_rate(model, tokenizer):
     for rate in (0.2, 0.5):
         out = compressor.compress(text, rate)
         assert abs(keep_rate(text, out, tokenizer) - rate) <= 0.05, (rate, out)
-        assert _structure_kept(text, out), out
+        assert structure_kept(text, out), out
         lines = out.split("\n")
         assert [lines[2][:2], lines[3][:1]] == ["2)", "-"], out
         assert len(re.findall(r"\d", out)) < len(re.findall(r"\d", text)) / 2
@@ -147,7 +147,7 @@ def test_too_low_a_rate_drops_the_last_markers_never_headers_or_line_breaks(mode
     out = SelfInformationCompressor(model, tokenizer).compress(text, 0.1)
     assert abs(keep_rate(text, out, tokenizer) - 0.1) <= 0.05, out
     assert out.startswith("Learning summary:\n1.\n2)") and "\nSupplementary knowledge:\n" in out
-    assert out.count("\n") == text.count("\n") and not _structure_kept(text, out)
+    assert out.count("\n") == text.count("\n") and not structure_kept(text, out)
 
 
 def test_keep_rate_within_005_of_rate(texts, model, tokenizer):
@@ -180,7 +180,7 @@ def test_structure_survives_whenever_it_fits(all_texts, shared_compressor, token
     for text, out in zip(all_texts, shared_compressor.compress_many(all_texts, rate)):
         structure = sum(p < 3 for p in forced_priorities(text, tokenizer(text, return_offsets_mapping=True)["offset_mapping"]))
         assert structure <= rate * count_tokens(text, tokenizer)
-        assert _structure_kept(text, out), out
+        assert structure_kept(text, out), out
 
 
 def test_order_is_preserved(texts, model, tokenizer):
