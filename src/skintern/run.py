@@ -27,10 +27,10 @@ from skintern.flops import model_shape
 from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Context, Method, SKIntern
 from skintern.methods.base import TrainPlan
 from skintern.methods.rundata import RunData, load_run_data
+from skintern.prompts import cot_target
 from skintern.report import IN_DOMAIN, OUT_OF_DOMAIN, render_report
 from skintern.retrieval import ExampleRetriever
 from skintern.results import DatasetScore, Entry, QueryFlops, Results, load_entry, write_results
-from skintern.prompts import cot_target
 from skintern.stats import compare_methods
 from skintern.student import Student, load_student
 from skintern.train import load_trained_weights, resolve_precision, with_lora
