@@ -16,7 +16,8 @@ from skintern.errors import SkinternError
 from skintern.evaluate import EvalConfig
 from skintern.methods import METHODS, MethodSettings
 from skintern.retrieval import RetrievalConfig
-from skintern.schema import (SettingError, check_choice, check_nonempty, from_dict, load_yaml, parse_scalar, read_text,
+from skintern.files import read_text
+from skintern.schema import (SettingError, check_choice, check_nonempty, from_dict, load_yaml, parse_scalar,
                              register_keyed, to_dict)
 from skintern.student import StudentConfig
 from skintern.teacher.config import TeacherConfig

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from skintern.errors import SkinternError
-from skintern.files import read_json, read_jsonl
+from skintern.files import read_json, read_jsonl, read_text
 from skintern.schema import check_nonempty, check_range
 
 DATASETS = ("bbh", "bbsub", "agieval", "arc-easy", "arc-challenge", "gsm8k")
@@ -309,7 +309,7 @@ def _prompt_lines(data_dir: str | os.PathLike | None, task: str) -> tuple[Path, 
     path = resolve_data_dir(data_dir) / "bbh" / "cot-prompts" / f"{task}.txt"
     if not path.is_file():
         raise SkinternError(f"{path}: no CoT prompt for BBH task {task!r}")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     sep = next((k for k, line in enumerate(lines) if line.strip() == "-----"), None)
     if sep is None or sep + 1 >= len(lines) or not lines[sep + 1].strip():
         raise SkinternError(f"{path}: expected a '-----' line followed by the task description")

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from skintern.data import DATASETS, Example, extract_answer, is_correct
-from skintern.files import changed_settings, read_jsonl, write_json
+from skintern.files import changed_settings, read_jsonl, write_json, write_jsonl
 from skintern.flops import ModelShape, query_flops
 from skintern.generation import BACKENDS, Generation, Generator
 from skintern.schema import SettingError, check_choice, check_nonempty, check_range
@@ -125,8 +125,10 @@ def evaluate(infer: Infer, examples: Sequence[Example], predictions_path: Path, 
             predictions_path.unlink(missing_ok=True)
             partial.unlink(missing_ok=True)
         write_json(key_path, key)
-    saved = predictions_path if predictions_path.is_file() else partial
-    rows = read_jsonl(saved) if saved.is_file() else []
+    rows = read_jsonl(predictions_path) if predictions_path.is_file() else []
+    if not rows and partial.is_file():
+        rows = read_jsonl(partial, torn_tail=True)
+        write_jsonl(partial, rows)  # without a line a kill cut short, so appending goes on cleanly
     done = {r["id"] for r in rows}
     todo = [ex for ex in examples if ex.id not in done]
     if todo or not predictions_path.is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -45,37 +46,50 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file; anything else is one line naming the file and the first bad byte."""
     path = Path(path)
     if not path.is_file():
         raise SkinternError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SkinternError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    try:
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise SkinternError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
 
 
-def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict]:
-    """Read a JSONL file; a bad line or a record missing a `required` field is an error naming the line."""
+def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), torn_tail: bool = False) -> list[dict]:
+    """Read a JSONL file; a bad line or a record missing a `required` field is an error naming the line.
+
+    `torn_tail`: a file appended to as work goes (a `.partial`) may end in a line a hard kill cut short; such a
+    last line (no newline after it, not valid JSON) is dropped with a warning instead, and only that one."""
     path = Path(path)
-    if not path.is_file():
-        raise SkinternError(f"{path}: file not found")
+    text = read_text(path)
+    lines = text.split("\n")
     required = tuple(required)
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SkinternError(f"{path}:{lineno}: malformed JSON line ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise SkinternError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise SkinternError(f"{path}:{lineno}: missing field {missing[0]!r}")
-            rows.append(row)
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if torn_tail and lineno == len(lines):  # the text does not end in a newline: a cut-off write
+                print(f"skintern: warning: {path}:{lineno}: dropped a line cut short by a kill", file=sys.stderr)
+                break
+            raise SkinternError(f"{path}:{lineno}: malformed JSON line ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise SkinternError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise SkinternError(f"{path}:{lineno}: missing field {missing[0]!r}")
+        rows.append(row)
     return rows
 
 
@@ -105,3 +119,18 @@ def fingerprint(folder: str | os.PathLike) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def check_writable_dir(path: str | os.PathLike, key: str) -> None:
+    """Fail before any work when `path` cannot become a folder we write in (a file on the way, no permission,
+    a read-only file system); `key` names the setting in the error."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise SkinternError(f"{key}: {path} cannot be a folder: {existing} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".skintern-probe-")
+    except OSError as e:
+        raise SkinternError(f"{key}: cannot write in {existing} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)

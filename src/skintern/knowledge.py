@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from skintern.errors import SkinternError
-from skintern.files import read_jsonl
+from skintern.files import read_jsonl, read_text
 
 FIELDS = ("task", "index", "summary", "knowledge")
 
@@ -31,8 +31,7 @@ class KnowledgeRecord:
 
 def _nonblank_line_numbers(path: Path) -> list[int]:
     """Line numbers of the records `read_jsonl` returns (it skips blank lines), for file:line errors."""
-    with path.open(encoding="utf-8") as f:
-        return [n for n, line in enumerate(f, 1) if line.strip()]
+    return [n for n, line in enumerate(read_text(path).split("\n"), 1) if line.strip()]
 
 
 def _record(row: dict, where: str) -> KnowledgeRecord:

@@ -22,7 +22,7 @@ from skintern import __version__
 from skintern.config import RunConfig
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalResult, GenerationCaps, evaluate
-from skintern.files import changed_settings, fingerprint, read_jsonl, write_json
+from skintern.files import changed_settings, check_writable_dir, fingerprint, read_jsonl, write_json
 from skintern.flops import model_shape
 from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Context, Method, SKIntern
 from skintern.methods.base import TrainPlan
@@ -136,6 +136,7 @@ def methods_to_run(cfg: RunConfig, compare: bool) -> list[str]:
 def dry_run(cfg: RunConfig, compare: bool = False) -> str:
     """The plan of `run` (or `compare`), from the config and the data alone: every file is read and checked,
     no model is loaded and nothing is written."""
+    check_writable_dir(cfg.output_dir, "output_dir")
     rd = load_run_data(cfg.data, cfg.eval)
     if compare:
         check_budgets(cfg, rd, methods_to_run(cfg, compare))
@@ -209,6 +210,7 @@ def check_budgets(cfg: RunConfig, rd: RunData, methods: list[str]) -> dict[str, 
 
 def run(cfg: RunConfig, compare: bool = False) -> Path:
     """The main job; returns the path of results.json. `compare` runs every method of `compare.methods`."""
+    check_writable_dir(cfg.output_dir, "output_dir")
     rd = load_run_data(cfg.data, cfg.eval)
     plans = check_budgets(cfg, rd, methods_to_run(cfg, compare)) if compare else {}
     run_dir = cfg.run_dir
@@ -237,6 +239,7 @@ def train_only(cfg: RunConfig) -> Path:
     Under `accelerate launch` every process runs this; `Trainer` shards the batches across them."""
     if not METHODS[cfg.method].trains:
         raise SkinternError(f"method: {cfg.method!r} does not train")
+    check_writable_dir(cfg.output_dir, "output_dir")
     rd = load_run_data(cfg.data, cfg.eval)
     build_method(cfg.method, cfg, rd, load_student(cfg.student.model, cfg.student.dtype), cfg.run_dir).fit()
     return METHODS[cfg.method].weights_dir(cfg.run_dir, cfg.settings(cfg.method)) / "final"
@@ -250,6 +253,7 @@ def evaluate_trained(cfg: RunConfig, weights: str | None = None) -> Entry:
     path = Path(weights) if weights else cls.weights_dir(cfg.run_dir, cfg.settings(cfg.method)) / "final"
     if cls.trains and not path.is_dir():
         raise SkinternError(f"trained weights not found: {path} (train with `skintern run` first or pass --weights)")
+    check_writable_dir(cfg.output_dir, "output_dir")
     rd = load_run_data(cfg.data, cfg.eval)
     student = load_student(cfg.student.model, cfg.student.dtype)
     model = student.model

@@ -13,7 +13,6 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -88,15 +87,6 @@ def load_yaml(text: str, where: str) -> Any:
 def parse_scalar(text: str, where: str) -> Any:
     """A `--set key=value` value, typed as the same YAML would type it."""
     return load_yaml(text, where)
-
-
-def read_text(path: str | Path) -> str:
-    """A UTF-8 text file; anything else is one line naming the file and the first bad byte."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SkinternError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
 # ---------------------------------------------------------------- mappings -> dataclasses

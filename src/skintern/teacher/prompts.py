@@ -12,6 +12,7 @@ from pathlib import Path
 
 from skintern.data import Example, cot_prompt
 from skintern.errors import SkinternError
+from skintern.files import read_text
 
 COT_SYSTEM = ("Answer the last question the way the examples do: reason step by step, "
               "then finish with one sentence 'So the answer is X.' and stop.")
@@ -40,7 +41,7 @@ def load_template(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise SkinternError(f"{path}: prompt template not found (teacher.prompt_template)")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if "{question}" not in text:
         raise SkinternError(f"{path}: prompt template has no {{question}} placeholder")
     return text
