@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,7 +21,8 @@ from accelerate import PartialState
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
-from transformers.trainer_utils import SchedulerType, get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
 from skintern.errors import SkinternError
 from skintern.files import changed_settings, read_json, write_json
@@ -227,7 +229,7 @@ def finetune(
     )
     if optimizers is not None:
         optimizers.attach(trainer)
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    last = last_complete_checkpoint(output_dir)
     if last:
         print(f"{desc}: resuming from {last}", flush=True)
     elif trainer.is_world_process_zero():
@@ -250,6 +252,22 @@ def finetune(
         write_json(done, stats.to_dict())
     trainer.accelerator.wait_for_everyone()
     return model, stats
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest checkpoint a kill did not cut short. `Trainer` writes a checkpoint in place and its trainer state
+    last, so a checkpoint whose state file is missing or unreadable was being saved when the run died: it is
+    removed and the one before it is used."""
+    steps = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()) if output_dir.is_dir() else []
+    for _, path in reversed(steps):
+        try:
+            json.loads((path / TRAINER_STATE_NAME).read_text())
+            return str(path)
+        except (OSError, ValueError):
+            print(f"skintern: warning: {path} was cut short by a kill; resuming from the checkpoint before it", flush=True)
+            shutil.rmtree(path)
+    return None
 
 
 def optimizer_steps(tokenizer, examples: Sequence[SFTExample], cfg: TrainConfig, epochs: float | None) -> int:
