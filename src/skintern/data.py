@@ -176,10 +176,10 @@ def load_bbh(data_dir: str | os.PathLike | None, split: str, tasks: Sequence[str
         if not isinstance(indices, list):
             raise SkinternError(f"{split_path}: task {task!r}: field {split!r} must be a list of indices")
         examples = _bbh_format_examples(root / "bbh" / f"{task}.json", "bbh", task)
-        for idx in sorted(indices):
-            if not isinstance(idx, int) or not 0 <= idx < len(examples):
+        for idx in indices:
+            if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < len(examples):
                 raise SkinternError(f"{split_path}: task {task!r}: index {idx!r} out of range 0..{len(examples) - 1}")
-            out.append(examples[idx])
+        out += [examples[idx] for idx in sorted(indices)]
     if not out:
         raise SkinternError(f"{split_path}: split {split!r} has no examples for the requested tasks")
     return out

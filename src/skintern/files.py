@@ -69,6 +69,11 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), torn_tail:
 
     `torn_tail`: a file appended to as work goes (a `.partial`) may end in a line a hard kill cut short; such a
     last line (no newline after it, not valid JSON) is dropped with a warning instead, and only that one."""
+    return [row for _, row in numbered_jsonl(path, required, torn_tail)]
+
+
+def numbered_jsonl(path: str | os.PathLike, required: Iterable[str] = (), torn_tail: bool = False) -> list[tuple[int, dict]]:
+    """`read_jsonl` with each record's line number, for errors that name the line of a bad field."""
     path = Path(path)
     text = read_text(path)
     lines = text.split("\n")
@@ -89,7 +94,7 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), torn_tail:
         missing = [k for k in required if k not in row]
         if missing:
             raise SkinternError(f"{path}:{lineno}: missing field {missing[0]!r}")
-        rows.append(row)
+        rows.append((lineno, row))
     return rows
 
 

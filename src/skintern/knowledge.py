@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from skintern.errors import SkinternError
-from skintern.files import read_jsonl, read_text
+from skintern.files import numbered_jsonl
 
 FIELDS = ("task", "index", "summary", "knowledge")
 
@@ -27,11 +27,6 @@ class KnowledgeRecord:
     def text(self) -> str:
         """The block the student sees; headers stay fixed so compression keeps them as anchors."""
         return f"Learning summary:\n{self.summary}\nSupplementary knowledge:\n{self.knowledge}"
-
-
-def _nonblank_line_numbers(path: Path) -> list[int]:
-    """Line numbers of the records `read_jsonl` returns (it skips blank lines), for file:line errors."""
-    return [n for n, line in enumerate(read_text(path).split("\n"), 1) if line.strip()]
 
 
 def _record(row: dict, where: str) -> KnowledgeRecord:
@@ -60,9 +55,8 @@ class KnowledgeStore:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "KnowledgeStore":
         path = Path(path)
-        rows = read_jsonl(path, required=FIELDS)
         records: dict[tuple[str, int], KnowledgeRecord] = {}
-        for lineno, row in zip(_nonblank_line_numbers(path), rows):
+        for lineno, row in numbered_jsonl(path, required=FIELDS):
             record = _record(row, f"{path}:{lineno}")
             key = (record.task, record.index)
             if key in records:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from skintern.data import Example, extract_answer, is_correct, normalize_answer
 from skintern.errors import SkinternError
-from skintern.files import read_jsonl
+from skintern.files import numbered_jsonl
 
 RATIONALE_FIELDS = ("task", "index", "rationale", "target")
 MAX_MISMATCHED = 0.5  # above this share of target disagreements the file's indices are wrong, not a few rows
@@ -40,6 +40,17 @@ class ImportedRationales:
         return "\n".join(lines)
 
 
+def _check_row(row: dict, where: str) -> None:
+    """Field types of one rationale row, so a bad file names the line and the field."""
+    if not isinstance(row["task"], str) or not row["task"].strip():
+        raise SkinternError(f"{where}: field 'task' must be a non-empty string, got {row['task']!r}")
+    if isinstance(row["index"], bool) or not isinstance(row["index"], int) or row["index"] < 0:
+        raise SkinternError(f"{where}: field 'index' must be a non-negative integer, got {row['index']!r}")
+    for name in ("rationale", "target"):
+        if not isinstance(row[name], str) or not row[name].strip():
+            raise SkinternError(f"{where}: field {name!r} must be a non-empty string, got {row[name]!r}")
+
+
 def import_rationales(path: str | Path, examples: Sequence[Example]) -> ImportedRationales:
     """Match rationale records to `examples` by (task, index) and gold target; keep one correct rationale each.
 
@@ -50,11 +61,12 @@ def import_rationales(path: str | Path, examples: Sequence[Example]) -> Imported
     tasks = {ex.task for ex in examples}
     result = ImportedRationales(by_id={})
     by_id: dict[str, list[str]] = {}
-    for row in read_jsonl(path, required=RATIONALE_FIELDS):
-        ex = items.get((row["task"], int(row["index"])))
+    for lineno, row in numbered_jsonl(path, required=RATIONALE_FIELDS):
+        _check_row(row, f"{path}:{lineno}")
+        ex = items.get((row["task"], row["index"]))
         if ex is None:
             result.unmatched[row["task"] if row["task"] in tasks else OTHER_TASKS] += 1
-        elif normalize_answer(str(row["target"]), ex.kind) != ex.answer:
+        elif normalize_answer(row["target"], ex.kind) != ex.answer:
             result.mismatched[ex.task] += 1
         else:
             by_id.setdefault(ex.id, []).append(row["rationale"])
