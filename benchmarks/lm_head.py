@@ -67,6 +67,7 @@ def one_run(model_name: str, kind: str, full_logits: bool, batch: int, steps: in
             output_dir=tmp, report_to="none", use_cpu=not torch.cuda.is_available(), bf16=precision == "bf16"),
             full_logits=full_logits)
         trainer.create_optimizer()
+        model.train()  # as Trainer.train does: dropout on, gradient checkpointing active
         times = []
         for step in range(steps + 1):  # the first step warms up, untimed
             start = time.perf_counter()
