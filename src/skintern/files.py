@@ -139,3 +139,15 @@ def check_writable_dir(path: str | os.PathLike, key: str) -> None:
         raise SkinternError(f"{key}: cannot write in {existing} ({e.strerror})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def check_item_row(row: dict, where: str, texts: Iterable[str]) -> None:
+    """A teacher-file row about one benchmark item: 'task' a non-empty string, 'index' a non-negative integer and
+    every field of `texts` a non-empty string; a bad one is an error naming the line (`where`) and the field."""
+    if not isinstance(row["task"], str) or not row["task"].strip():
+        raise SkinternError(f"{where}: field 'task' must be a non-empty string, got {row['task']!r}")
+    if isinstance(row["index"], bool) or not isinstance(row["index"], int) or row["index"] < 0:
+        raise SkinternError(f"{where}: field 'index' must be a non-negative integer, got {row['index']!r}")
+    for name in texts:
+        if not isinstance(row[name], str) or not row[name].strip():
+            raise SkinternError(f"{where}: field {name!r} must be a non-empty string, got {row[name]!r}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from skintern.errors import SkinternError
-from skintern.files import numbered_jsonl
+from skintern.files import check_item_row, numbered_jsonl
 
 FIELDS = ("task", "index", "summary", "knowledge")
 
@@ -30,14 +30,7 @@ class KnowledgeRecord:
 
 
 def _record(row: dict, where: str) -> KnowledgeRecord:
-    """Check field types one by one so a bad file names the exact line and field."""
-    if not isinstance(row["task"], str) or not row["task"].strip():
-        raise SkinternError(f"{where}: field 'task' must be a non-empty string")
-    if isinstance(row["index"], bool) or not isinstance(row["index"], int) or row["index"] < 0:
-        raise SkinternError(f"{where}: field 'index' must be a non-negative integer, got {row['index']!r}")
-    for field in ("summary", "knowledge"):
-        if not isinstance(row[field], str) or not row[field].strip():
-            raise SkinternError(f"{where}: field {field!r} must be a non-empty string")
+    check_item_row(row, where, ("summary", "knowledge"))
     return KnowledgeRecord(row["task"], row["index"], row["summary"], row["knowledge"])
 
 

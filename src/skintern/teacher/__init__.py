@@ -15,7 +15,7 @@ from pathlib import Path
 
 from skintern.data import Example, extract_answer, is_correct, normalize_answer
 from skintern.errors import SkinternError
-from skintern.files import numbered_jsonl
+from skintern.files import check_item_row, numbered_jsonl
 
 RATIONALE_FIELDS = ("task", "index", "rationale", "target")
 MAX_MISMATCHED = 0.5  # above this share of target disagreements the file's indices are wrong, not a few rows
@@ -40,17 +40,6 @@ class ImportedRationales:
         return "\n".join(lines)
 
 
-def _check_row(row: dict, where: str) -> None:
-    """Field types of one rationale row, so a bad file names the line and the field."""
-    if not isinstance(row["task"], str) or not row["task"].strip():
-        raise SkinternError(f"{where}: field 'task' must be a non-empty string, got {row['task']!r}")
-    if isinstance(row["index"], bool) or not isinstance(row["index"], int) or row["index"] < 0:
-        raise SkinternError(f"{where}: field 'index' must be a non-negative integer, got {row['index']!r}")
-    for name in ("rationale", "target"):
-        if not isinstance(row[name], str) or not row[name].strip():
-            raise SkinternError(f"{where}: field {name!r} must be a non-empty string, got {row[name]!r}")
-
-
 def import_rationales(path: str | Path, examples: Sequence[Example]) -> ImportedRationales:
     """Match rationale records to `examples` by (task, index) and gold target; keep one correct rationale each.
 
@@ -62,7 +51,7 @@ def import_rationales(path: str | Path, examples: Sequence[Example]) -> Imported
     result = ImportedRationales(by_id={})
     by_id: dict[str, list[str]] = {}
     for lineno, row in numbered_jsonl(path, required=RATIONALE_FIELDS):
-        _check_row(row, f"{path}:{lineno}")
+        check_item_row(row, f"{path}:{lineno}", ("rationale", "target"))
         ex = items.get((row["task"], row["index"]))
         if ex is None:
             result.unmatched[row["task"] if row["task"] in tasks else OTHER_TASKS] += 1
