@@ -136,10 +136,7 @@ def methods_to_run(cfg: RunConfig, compare: bool) -> list[str]:
 def dry_run(cfg: RunConfig, compare: bool = False) -> str:
     """The plan of `run` (or `compare`), from the config and the data alone: every file is read and checked,
     no model is loaded and nothing is written."""
-    check_writable_dir(cfg.output_dir, "output_dir")
-    rd = load_run_data(cfg.data, cfg.eval)
-    if compare:
-        check_budgets(cfg, rd, methods_to_run(cfg, compare))
+    rd, plans = checked_data(cfg, compare)
     seeds = cfg.compare.seeds if compare else [cfg.seed]
     lines = [f"run folder: {cfg.run_dir}" + (f" (seed-<s>/ for seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""),
              f"student: {cfg.student.model}; train: {cfg.train.finetune}, lr {cfg.train.learning_rate:g}, "
@@ -148,11 +145,10 @@ def dry_run(cfg: RunConfig, compare: bool = False) -> str:
              "test items: " + ", ".join(f"{name} {len(items)}" for name, items in rd.tests.items()),
              "method          trains  items  pairs  epochs  est. training tokens"]
     for name in methods_to_run(cfg, compare):
-        cls = METHODS[name]
-        if not cls.trains:
+        if name not in plans:
             lines.append(f"{name:<15} no")
             continue
-        plan = cls.plan(cfg.settings(name), rd, cfg.train)
+        plan = plans[name]
         lines.append(f"{name:<15} yes     {plan.items:>5}  {plan.pairs:>5}  {plan.epochs:>6g}  {plan.tokens:>20,}")
     lines += [text for name in methods_to_run(cfg, compare) if (text := METHODS[name].describe(cfg.settings(name)))]
     return "\n".join(lines)
@@ -194,25 +190,27 @@ def provenance(cfg: RunConfig) -> dict:
     }
 
 
-def check_budgets(cfg: RunConfig, rd: RunData, methods: list[str]) -> dict[str, TrainPlan]:
-    """Every trained method of a compare must see the same items the same number of times (SKIntern's stages
-    split the epochs the baselines train), unless compare.allow_unequal_budgets; returns each one's plan."""
-    plans = {m: METHODS[m].plan(cfg.settings(m), rd, cfg.train) for m in methods if METHODS[m].trains}
+def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, TrainPlan]]:
+    """Everything `run` (and its dry run) checks before a model is loaded: the output folder, the data, and for a
+    compare that every trained method sees the same items the same number of times (SKIntern's stages split the
+    epochs the baselines train) unless compare.allow_unequal_budgets. Returns the data and each trained
+    method's plan."""
+    check_writable_dir(cfg.output_dir, "output_dir")
+    rd = load_run_data(cfg.data, cfg.eval)
+    plans = {m: METHODS[m].plan(cfg.settings(m), rd, cfg.train) for m in methods_to_run(cfg, compare) if METHODS[m].trains}
     budgets = {m: plan.budget for m, plan in plans.items()}
-    if len(set(budgets.values())) > 1 and not cfg.compare.allow_unequal_budgets:
+    if compare and len(set(budgets.values())) > 1 and not cfg.compare.allow_unequal_budgets:
         hint = ("set data.require_knowledge: true so every method trains on the items with knowledge"
                 if len({p.items for p in plans.values()}) > 1 else
                 f"make {SKIntern.name}'s stage epochs add up to train.epochs")
         raise SkinternError(f"compare: unequal training budgets ({'; '.join(f'{m} {b}' for m, b in budgets.items())}); "
                             f"{hint}, or set compare.allow_unequal_budgets: true")
-    return plans
+    return rd, plans
 
 
 def run(cfg: RunConfig, compare: bool = False) -> Path:
     """The main job; returns the path of results.json. `compare` runs every method of `compare.methods`."""
-    check_writable_dir(cfg.output_dir, "output_dir")
-    rd = load_run_data(cfg.data, cfg.eval)
-    plans = check_budgets(cfg, rd, methods_to_run(cfg, compare)) if compare else {}
+    rd, plans = checked_data(cfg, compare)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"teacher rationales kept (correct answer only):\n{rd.import_table}", flush=True)
@@ -221,7 +219,7 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
     for name in methods_to_run(cfg, compare):
         print(f"== {name}", flush=True)
         entry = run_method(name, cfg, rd, run_dir)
-        if name in plans:
+        if compare and name in plans:
             entry.budget = {"items": plans[name].items, "pairs": plans[name].pairs, "epochs": plans[name].epochs}
         entries.append(entry)
     schedules = [e.extras["schedule"] for e in entries if e.extras and "schedule" in e.extras]
