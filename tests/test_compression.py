@@ -252,6 +252,23 @@ def test_not_a_sqlite_file_is_a_clear_error(tmp_path):
         CompressionCache(path)
 
 
+def _open_cache_and_write(path: str, tag: int) -> str:
+    cache = CompressionCache(path)
+    cache.put("s", 0.5, f"text {tag}", f"t{tag}")
+    return cache.get("s", 0.5, f"text {tag}")
+
+
+def test_processes_creating_one_cache_at_once_all_succeed(tmp_path):
+    """Two ranks of a distributed run open a new cache together; the WAL switch must not fail one."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        for attempt in range(6):
+            path = str(tmp_path / f"c{attempt}.sqlite")
+            assert pool.starmap(_open_cache_and_write, [(path, i) for i in range(6)]) == [f"t{i}" for i in range(6)]
+            assert CompressionCache(path).size() == 6
+
+
 def test_long_text_is_scored_in_windows(texts, tokenizer):
     model = build_tiny_llama(len(tokenizer))
     model.config.max_position_embeddings = 48

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -69,16 +70,33 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+_LOCK_WAIT_S = 60
+
+
+class _CacheLocked(SkinternError):
+    """Another process holds the cache's lock past SQLite's own wait."""
+
+
 class CompressionCache:
     """Compressed texts (and token scores) on disk; SQLite keeps concurrent runs from corrupting it."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS compressed (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        # Switching a new file to WAL needs an exclusive lock and SQLite answers "locked" at once,
+        # without waiting, when another process (a second rank) is creating the same cache: retry.
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                with self._db() as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("CREATE TABLE IF NOT EXISTS compressed (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                    db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                return
+            except _CacheLocked:
+                if time.monotonic() > deadline:
+                    raise SkinternError(f"{self.path}: compression cache stayed locked for {_LOCK_WAIT_S} s") from None
+                time.sleep(0.05)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -90,6 +108,10 @@ class CompressionCache:
         try:
             with db:
                 yield db
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e):
+                raise _CacheLocked(f"{self.path}: compression cache is locked by another process ({e})") from None
+            raise SkinternError(f"{self.path}: compression cache is not a usable SQLite file ({e})") from None
         except sqlite3.DatabaseError as e:
             raise SkinternError(f"{self.path}: compression cache is not a usable SQLite file ({e})") from None
         finally:
