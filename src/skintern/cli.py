@@ -24,6 +24,20 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_ablate(args) -> int:
+    from skintern.ablate import ablate, dry_run_ablation
+    from skintern.config import load_config
+
+    cfg = load_config(args.config, args.set)
+    only = args.variants.split(",") if args.variants else None
+    if args.dry_run:
+        print(dry_run_ablation(cfg, only))
+        return 0
+    path = ablate(cfg, only)
+    print(f"results: {path}\nreport:  {path.parent / 'report.md'}")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from skintern.config import load_config
     from skintern.run import train_only
@@ -104,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = [
         ("run", _cmd_run, "distill and evaluate as a config says; writes runs/<name>/results.json and report.md"),
         ("compare", _cmd_run, "train and evaluate every method of compare.methods on the same data and seeds"),
+        ("ablate", _cmd_ablate, "run the paper's ablation grid (ablate.variants) as variants of the config, each against it"),
         ("train", _cmd_train, "train the config's method only (works under `accelerate launch -m skintern train`)"),
         ("schedule", _cmd_schedule, "print the SKIntern progressive schedule a config defines"),
         ("eval", _cmd_eval, "evaluate a trained student of a run with its method's inference prompt"),
@@ -112,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("config", help="YAML config (schema: skintern.config.RunConfig)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=2")
-        if name in ("run", "compare"):
+        if name in ("run", "compare", "ablate"):
             p.add_argument("--dry-run", action="store_true",
                            help="check the config and the data and print the plan, without loading a model")
+        if name == "ablate":
+            p.add_argument("--variants", default=None, help="comma-separated variants to run (default: all); base always runs")
         if name == "eval":
             p.add_argument("--weights", default=None, help="trained weights folder (default: the run's final training output)")
         p.set_defaults(func=func)

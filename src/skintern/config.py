@@ -6,6 +6,7 @@ key, raised when the config loads, before any data or model is touched."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,37 @@ class CompareConfig:
             check_choice("methods", name, METHODS)
 
 
+PAPER_ABLATIONS: dict[str, dict[str, Any]] = {
+    "exponential": {"methods.skintern.schedule.pattern": "exponential"},
+    "inverse-exponential": {"methods.skintern.schedule.pattern": "inverse-exponential"},
+    "steps-3": {"methods.skintern.schedule.steps": 3},
+    "steps-7": {"methods.skintern.schedule.steps": 7},
+    "no-summary": {"methods.skintern.knowledge_parts": ["supplementary"]},
+    "no-supplementary": {"methods.skintern.knowledge_parts": ["summary"]},
+    "no-examples": {"methods.skintern.schedule.examples": False},
+}
+"""The paper's Table 2 (schedule patterns, T in {3, 4, 7}) and Table 3 (without k^m, k^p, examples) grid."""
+
+
+@dataclass
+class AblateConfig:
+    """The `ablate:` section of `skintern ablate`: variants of this config, each a run of one method."""
+
+    method: str = "skintern"
+    """The method every variant trains and evaluates."""
+    variants: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(PAPER_ABLATIONS))
+    """Variant name -> overrides of this config as dotted keys, e.g. `methods.skintern.schedule.steps: 3`.
+    The config as written is the variant `base`, the reference of every paired difference.
+    Default: the paper's grid (`PAPER_ABLATIONS`)."""
+
+    def __post_init__(self):
+        check_choice("method", self.method, METHODS)
+        for name, overrides in self.variants.items():
+            if not name.strip() or "/" in name or name == "base":
+                raise SettingError("variants", f"expected a folder name without '/' other than 'base', got {name!r}")
+            check_nonempty(f"variants.{name}", overrides)
+
+
 @dataclass
 class RunConfig:
     name: str = "run"
@@ -65,6 +97,7 @@ class RunConfig:
     methods: dict[str, MethodSettings] = field(default_factory=default_method_settings)
     """Each method's own settings, `methods.<name>:`; methods not named keep their defaults."""
     compare: CompareConfig = field(default_factory=CompareConfig)
+    ablate: AblateConfig = field(default_factory=AblateConfig)
 
     def __post_init__(self):
         if not self.name.strip() or "/" in self.name:
@@ -152,10 +185,16 @@ def _apply_override(raw: dict, item: str) -> None:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise SkinternError(f"--set {item!r}: expected dotted.key=value")
+    apply_dotted(raw, key, parse_scalar(value, f"--set {key}"), f"--set {item!r}")
+
+
+def apply_dotted(raw: dict, key: str, value: Any, where: str) -> None:
+    """Set `a.b.c` in a parsed config mapping, making missing sections; whether the key exists is checked later,
+    when the mapping becomes a RunConfig."""
     node = raw
     *parents, leaf = key.split(".")
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise SkinternError(f"--set {item!r}: {part} is not a section")
-    node[leaf] = parse_scalar(value, f"--set {key}")
+            raise SkinternError(f"{where}: {part} is not a section")
+    node[leaf] = value

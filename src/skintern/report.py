@@ -28,6 +28,8 @@ from skintern.stats import resolvable_difference, seed_std
 
 IN_DOMAIN = ("bbh",)
 OUT_OF_DOMAIN = ("bbsub", "agieval", "arc-easy", "arc-challenge")
+ABLATION_COMPARISON = "ablation_base"
+"""results.json `comparisons` key of `skintern ablate`'s variants against the config as written."""
 _MISSING = "–"
 
 
@@ -438,7 +440,8 @@ def _comparison_blocks(results: Results) -> list[_Block]:
                 rows.append([method, scope, f"{100 * found['method_minus_reference']:+.1f}",
                              f"[{100 * found['ci_low']:+.1f}, {100 * found['ci_high']:+.1f}]",
                              f"{found['mcnemar_p']:.3f}", str(found["n_items"])])
-        what = "the best other trained method" if key == "best_baseline" else "plain CoT distillation"
+        what = {"best_baseline": "the best other trained method", ABLATION_COMPARISON: "the config as written"}.get(
+            key, "plain CoT distillation")
         blocks += [f"Against {reference} ({what}): accuracy difference in points, 95 % CI, McNemar p.",
                    _Table(["Method", "Data", "Δ pp", "95 % CI", "McNemar p", "Items"], rows)]
     blocks.append(_resolution_line(results))

@@ -80,8 +80,8 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
 
 
 def run_settings(cfg: RunConfig) -> dict:
-    """What a finished entry depends on: everything but the run's name, folder and method list."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare")}
+    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare", "ablate")}
 
 
 def prediction_settings(cfg: RunConfig) -> dict:

@@ -1,0 +1,91 @@
+"""`skintern ablate`: the paper's ablation grid (Tables 2 and 3) as variants of one base config.
+
+Every variant is the base config with a few keys overridden (`ablate.variants`), run as its own one-method
+compare in runs/<name>/ablate/<variant>/, so a stopped ablation resumes where it stopped: finished variants are
+reused by `run`'s own resume (their entries are keyed on the settings that produced them). The base config is
+the variant `base`; one results.json and report put the variants side by side, each with its paired difference
+to `base` on the same test items."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from skintern.config import RunConfig, apply_dotted, config_from_dict
+from skintern.errors import SkinternError
+from skintern.files import read_jsonl
+from skintern.methods import METHODS
+from skintern.report import ABLATION_COMPARISON, IN_DOMAIN, OUT_OF_DOMAIN, render_report
+from skintern.results import Results, load_results, write_results
+from skintern.run import checked_data, predictions_path, provenance, run
+from skintern.stats import compare_methods
+
+BASE = "base"
+"""The unmodified config: the reference of every variant's paired difference."""
+
+
+def ablation_dir(cfg: RunConfig) -> Path:
+    return cfg.run_dir / "ablate"
+
+
+def variant_configs(cfg: RunConfig, only: list[str] | None = None) -> dict[str, RunConfig]:
+    """`base` and every variant of `ablate.variants` (or those named in `only`) as checked configs, before any run:
+    a bad override fails here, naming the variant and the key."""
+    grid = {BASE: {}, **cfg.ablate.variants}
+    if only:
+        unknown = [name for name in only if name not in grid]
+        if unknown:
+            raise SkinternError(f"ablate: unknown variant(s) {', '.join(unknown)} (known: {', '.join(grid)})")
+        grid = {name: grid[name] for name in grid if name == BASE or name in only}
+    base = cfg.to_dict()
+    out = {}
+    for name, overrides in grid.items():
+        raw = copy.deepcopy(base)
+        for key, value in overrides.items():
+            apply_dotted(raw, key, copy.deepcopy(value), f"ablate.variants.{name}")
+        raw.update(name=name, output_dir=str(ablation_dir(cfg)), method=cfg.ablate.method)
+        raw["compare"] = {"methods": [cfg.ablate.method], "seeds": [cfg.seed]}
+        out[name] = config_from_dict(raw, f"ablate variant {name!r}")
+    return out
+
+
+def dry_run_ablation(cfg: RunConfig, only: list[str] | None = None) -> str:
+    """Each variant's overrides and its method's plan, from the configs and the data alone."""
+    variants = variant_configs(cfg, only)
+    method = METHODS[cfg.ablate.method]
+    lines = [f"ablation folder: {ablation_dir(cfg)}; method {cfg.ablate.method}, seed {cfg.seed}; "
+             f"{len(variants)} variants, each against {BASE!r}"]
+    for name, variant in variants.items():
+        checked_data(variant, compare=True)
+        overrides = cfg.ablate.variants.get(name, {})
+        lines.append(f"\n== {name}: " + (", ".join(f"{k}={v}" for k, v in overrides.items()) or "the config as written"))
+        lines.append(method.describe(variant.settings(cfg.ablate.method)))
+    return "\n".join(lines)
+
+
+def ablate(cfg: RunConfig, only: list[str] | None = None) -> Path:
+    """Run every variant (finished ones are reused), then write the side-by-side results and report."""
+    variants = variant_configs(cfg, only)
+    for variant in variants.values():
+        checked_data(variant, compare=True)  # every variant's data and plan before the first model loads
+    per_variant = {name: load_results(run(variant, compare=True)) for name, variant in variants.items()}
+    results = combine_variants(cfg, variants, per_variant)
+    path = write_results(ablation_dir(cfg) / "results.json", results)
+    render_report(results, ablation_dir(cfg), title=f"skintern ablate: {cfg.name} ({len(variants)} variants)")
+    return path
+
+
+def combine_variants(cfg: RunConfig, variants: dict[str, RunConfig], per_variant: dict[str, Results]) -> Results:
+    """One entry per variant, labelled with its name, and each variant's paired difference to `base`."""
+    method = cfg.ablate.method
+    runs, rows = [], {}
+    for name, results in per_variant.items():
+        entry = next(e for e in results.runs if e.method == method)
+        entry.label = name
+        runs.append(entry)
+        rows[name] = [dict(row, seed=cfg.seed) for ds in entry.eval
+                      for row in read_jsonl(predictions_path(variants[name].run_dir, method, ds))]
+    comparisons = {ABLATION_COMPARISON: compare_methods(rows, BASE, groups={"ID": IN_DOMAIN, "OOD": OUT_OF_DOMAIN})} \
+        if len(rows) > 1 else None
+    return Results(runs=runs, name=f"{cfg.name} ablations", student=cfg.student.model, seed=cfg.seed,
+                   config=cfg.to_dict(), comparisons=comparisons, provenance=provenance(cfg))

@@ -1,0 +1,90 @@
+"""`skintern ablate`: variants of one config side by side, each against the config as written; resumable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import skintern.ablate
+from skintern.cli import main
+from skintern.config import PAPER_ABLATIONS, load_config
+from test_cli import write_config
+
+SCHEDULE = {"decay_stages": 1, "initial_examples": 1, "epochs_per_stage": 0.5}
+
+
+def ablation_config(tmp_path, student, data_dir, variants):
+    return write_config(
+        tmp_path, student, data_dir,
+        data={"tasks": ["sports_understanding"], "train_per_task": 20, "require_knowledge": True},
+        train={"max_length": 2048}, eval={"per_task": 3}, retrieval={"embedder": "tfidf"},
+        methods={"skintern": {"schedule": SCHEDULE}}, ablate={"variants": variants},
+    )
+
+
+def test_variants_run_side_by_side_and_a_stopped_ablation_resumes(tmp_path, tiny_student_dir, shared_data, monkeypatch, capsys):
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data,
+                             {"no-examples": {"methods.skintern.schedule.examples": False}})
+    real_run = skintern.ablate.run
+
+    def killed_in_second_variant(cfg, compare=False):
+        if cfg.name == "no-examples":
+            raise KeyboardInterrupt
+        return real_run(cfg, compare)
+
+    monkeypatch.setattr(skintern.ablate, "run", killed_in_second_variant)
+    assert main(["ablate", str(config)]) == 130
+    folder = tmp_path / "runs" / "tiny" / "ablate"
+    base_entry = folder / "base" / "entries" / "skintern.json"
+    finished = base_entry.stat().st_mtime_ns
+    monkeypatch.setattr(skintern.ablate, "run", real_run)
+
+    assert main(["ablate", str(config)]) == 0
+    assert base_entry.stat().st_mtime_ns == finished  # the finished variant was reused, not redone
+    results = json.loads((folder / "results.json").read_text())
+    assert [r["label"] for r in results["runs"]] == ["base", "no-examples"]
+    assert [r["method"] for r in results["runs"]] == ["skintern", "skintern"]
+    stages = [r["extras"]["schedule"]["stages"] for r in results["runs"]]
+    assert [s["num_examples"] for s in stages[0]] == [1, 0] and [s["num_examples"] for s in stages[1]] == [0, 0]
+    comparison = results["comparisons"]["ablation_base"]
+    assert comparison["reference"] == "base" and list(comparison["methods"]) == ["no-examples"]
+    bbh = comparison["methods"]["no-examples"]["datasets"]["bbh"]
+    accuracy = {r["label"]: r["eval"]["bbh"]["accuracy"] for r in results["runs"]}
+    assert bbh["method_minus_reference"] == pytest.approx(accuracy["no-examples"] - accuracy["base"]) and bbh["n_items"] == 3
+    report = (folder / "report.md").read_text()
+    assert "Against base (the config as written)" in report and "| no-examples |" in report
+
+
+def test_a_bad_override_names_the_variant_and_key_before_any_run(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"typo": {"methods.skintern.schedule.nope": 3}})
+    assert main(["ablate", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "ablate variant 'typo'" in err and "methods.skintern.schedule.nope" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_variant_names_and_reserved_names_are_refused(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"abrupt": {"methods.skintern.schedule.kind": "abrupt"}})
+    assert main(["ablate", str(config), "--variants", "abrupt,nope", "--dry-run"]) == 2
+    assert "unknown variant(s) nope (known: base, abrupt)" in capsys.readouterr().err
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"base": {"seed": 1}})
+    assert main(["ablate", str(config), "--dry-run"]) == 2
+    assert "ablate.variants" in capsys.readouterr().err
+
+
+def test_dry_run_shows_each_variant_schedule_without_a_model(tmp_path, tiny_student_dir, shared_data, monkeypatch, capsys):
+    monkeypatch.setattr(skintern.run, "load_student", lambda *a: pytest.fail("a model was loaded"))
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"abrupt": {"methods.skintern.schedule.kind": "abrupt"}})
+    assert main(["ablate", str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "== base: the config as written" in out and "== abrupt: methods.skintern.schedule.kind=abrupt" in out
+    assert "SKIntern schedule (abrupt" in out and not (tmp_path / "runs").exists()
+
+
+def test_the_paper_grid_is_the_default_and_every_variant_loads(tmp_path, tiny_student_dir, shared_data):
+    cfg = load_config(write_config(tmp_path, tiny_student_dir, shared_data))
+    assert cfg.ablate.variants == PAPER_ABLATIONS
+    variants = skintern.ablate.variant_configs(cfg)
+    assert list(variants) == ["base", *PAPER_ABLATIONS]
+    assert all(v.compare.methods == ["skintern"] for v in variants.values())
