@@ -15,6 +15,7 @@ from skintern.data import DataConfig
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalConfig
 from skintern.methods import METHODS, MethodSettings
+from skintern.methods.rundata import InternalizationConfig
 from skintern.retrieval import RetrievalConfig
 from skintern.files import read_text
 from skintern.schema import (SettingError, check_choice, check_nonempty, from_dict, load_yaml, parse_scalar,
@@ -65,6 +66,8 @@ class RunConfig:
     methods: dict[str, MethodSettings] = field(default_factory=default_method_settings)
     """Each method's own settings, `methods.<name>:`; methods not named keep their defaults."""
     compare: CompareConfig = field(default_factory=CompareConfig)
+    internalization: InternalizationConfig = field(default_factory=InternalizationConfig)
+    """The internalization check of a SKIntern run: a dev set held out of every method's training."""
 
     def __post_init__(self):
         if not self.name.strip() or "/" in self.name:
