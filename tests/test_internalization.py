@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -12,8 +13,10 @@ import yaml
 from skintern.cli import main
 from skintern.config import RunConfig
 from skintern.errors import SkinternError
+from skintern.generation import Generation, Generator
+from skintern.files import read_jsonl
 from skintern.methods.rundata import InternalizationConfig, load_run_data
-from skintern.prompts import augmented_prompt, worked_example
+from skintern.prompts import COT_TRIGGER, augmented_prompt, worked_example
 from skintern.run import build_method
 from skintern.schedule import ScheduleConfig
 from skintern.student import load_student
@@ -95,7 +98,7 @@ def test_dev_size_must_leave_items_to_train(tmp_path, tiny_student_dir, shared_d
         InternalizationConfig(dev_size=1)
 
 
-def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_student_dir, shared_data, capsys):
+def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_student_dir, shared_data, capsys, monkeypatch):
     cfg = check_config(tmp_path, tiny_student_dir, shared_data)
     cfg.data.require_knowledge = True  # both methods train on the same 7 items, 3 epochs each
     cfg.compare.methods = ["std-cot", "skintern"]
@@ -109,6 +112,10 @@ def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_stude
         assert 0 <= stage["stage_prompt_accuracy"] <= 1 and 0 <= stage["bare_accuracy"] <= 1
         assert stage["gap"] == pytest.approx(stage["stage_prompt_accuracy"] - stage["bare_accuracy"])
         assert stage["gap_ci_low"] <= stage["gap"] <= stage["gap_ci_high"]
+    for stage in section["stages"]:
+        rows = read_jsonl(run_dir / "internalization" / f"stage-{stage['stage']}-bare.jsonl")
+        assert [r["id"] for r in rows] == section["dev_ids"]
+        assert stage["bare_accuracy"] == sum(r["correct"] for r in rows) / len(rows)
     assert [s["bare_stage"] for s in section["stages"]] == [False, False, True] and section["stages"][-1]["gap"] == 0
     assert section["reference_method"] == "std-cot" and 0 <= section["reference_accuracy"] <= 1
     saved = sorted(p.name for p in (run_dir / "internalization").glob("*.jsonl"))
@@ -126,6 +133,23 @@ def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_stude
     assert "results: " in capsys.readouterr().out
     assert json.loads((run_dir / "results.json").read_text())["internalization"] == section
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    # answers that are right exactly when the prompt carries knowledge: every stage but the last needs its prompt
+    dev = load_run_data(cfg.data, cfg.eval, cfg.internalization).dev
+    gold = {f"Q: {ex.question.strip()}\n{COT_TRIGGER}": ex.answer for ex in dev}
+
+    def knowledge_only(self, prompts, max_new_tokens=None):
+        answers = [next(a for q, a in gold.items() if p.endswith(q)) if "Knowledge:" in p else "(Z)" for p in prompts]
+        return [Generation(f" Therefore, the answer is {a}.", len(p), 8) for p, a in zip(prompts, answers)]
+
+    shutil.rmtree(run_dir / "internalization")
+    monkeypatch.setattr(Generator, "__call__", knowledge_only)
+    assert main(["internalization", str(run_dir)]) == 0
+    section = json.loads((run_dir / "results.json").read_text())["internalization"]
+    assert [(s["stage_prompt_accuracy"], s["bare_accuracy"], s["gap"], s["gap_ci_low"]) for s in section["stages"]] == \
+        [(1.0, 0.0, 1.0, 1.0), (1.0, 0.0, 1.0, 1.0), (0.0, 0.0, 0.0, 0.0)]
+    assert section["reference_accuracy"] == 0.0
+    assert "Internalization not shown: by stage 1, the last with knowledge or examples in its prompt, the gap had not " \
+           "closed (+100.0 pp, 95 % CI [+100.0, +100.0])" in (run_dir / "report.md").read_text()
     # a config without the check describes a run whose dev items trained: refused
     assert main(["internalization", str(path), "--set", "internalization.enabled=false"]) == 2
     assert "internalization.enabled is off" in capsys.readouterr().err

@@ -41,12 +41,17 @@ def check_internalization(method: SKIntern, cfg: RunConfig, settings: dict, refe
     model = with_lora(student.model, cfg.train)
     generate = method.ctx.caps.generator(cfg.eval, model, student.tokenizer)
 
-    def outcomes(weights: Path, name: str, prompts: list[str]) -> dict[tuple[str, int], bool]:
+    def load(weights: Path) -> str:
+        """Put `weights` into the model; returns their fingerprint, which keys the predictions made with them."""
         if not weights.is_dir():
-            raise SkinternError(f"{weights}: trained weights not found (finish the run first)")
+            raise SkinternError(f"{weights}: trained weights not found (finish the run first; a compare over several "
+                                "seeds has a run folder per seed, seed-<s>/)")
         load_trained_weights(model, weights)
+        return fingerprint(weights)
+
+    def outcomes(made_with: str, name: str, prompts: list[str]) -> dict[tuple[str, int], bool]:
         by_id = dict(zip((ex.id for ex in dev), prompts))
-        key = {"weights": fingerprint(weights), "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16],
+        key = {"weights": made_with, "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16],
                "settings": settings}
         result = evaluate(lambda batch: [[g] for g in generate([by_id[ex.id] for ex in batch])], dev,
                           run_dir / "internalization" / f"{name}.jsonl", batch_size=cfg.eval.batch_size, key=key)
@@ -54,10 +59,10 @@ def check_internalization(method: SKIntern, cfg: RunConfig, settings: dict, refe
 
     stages = []
     for stage in method.schedule.stages:
-        weights = SKIntern.stage_dir(run_dir, stage) / "final"
-        with_bare = outcomes(weights, f"stage-{stage.stage}-bare", bare)
+        made_with = load(SKIntern.stage_dir(run_dir, stage) / "final")
+        with_bare = outcomes(made_with, f"stage-{stage.stage}-bare", bare)
         is_bare = stage_prompts[stage.stage] == bare
-        with_prompt = with_bare if is_bare else outcomes(weights, f"stage-{stage.stage}-prompt", stage_prompts[stage.stage])
+        with_prompt = with_bare if is_bare else outcomes(made_with, f"stage-{stage.stage}-prompt", stage_prompts[stage.stage])
         diff = paired_difference(with_bare, with_prompt, seed=cfg.seed)
         stages.append(InternalizationStage(
             stage=stage.stage, knowledge_keep_rate=stage.knowledge_keep_rate, num_examples=stage.num_examples,
@@ -67,6 +72,6 @@ def check_internalization(method: SKIntern, cfg: RunConfig, settings: dict, refe
     section = Internalization(dev_ids=[ex.id for ex in dev], stages=stages)
     if reference is not None:
         name, weights = reference
-        correct = outcomes(weights, f"{name}-bare", bare)
+        correct = outcomes(load(weights), f"{name}-bare", bare)
         section.reference_method, section.reference_accuracy = name, sum(correct.values()) / len(correct)
     return section
