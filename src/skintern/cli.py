@@ -66,6 +66,14 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_internalization(args) -> int:
+    from skintern.run import internalization_of_run
+
+    path = internalization_of_run(args.run, args.set)
+    print(f"results: {path}\nreport:  {path.parent / 'report.md'}")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from skintern.report import merge_results, render_report
     from skintern.results import load_results
@@ -135,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "eval":
             p.add_argument("--weights", default=None, help="trained weights folder (default: the run's final training output)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("internalization", help="the internalization check on a finished SKIntern run's stage weights "
+                                               "(internalization.enabled: true); adds it to results.json and the report")
+    p.add_argument("run", help="run folder (with its results.json) or the run's YAML config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of a config file")
+    p.set_defaults(func=_cmd_internalization)
 
     p = sub.add_parser("report", help="render one report from one or more results.json (a compare plus ablation runs)")
     p.add_argument("results", nargs="+", help="results.json files; a method found in several is labelled with its run name")

@@ -16,6 +16,7 @@ from skintern.data import DataConfig
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalConfig
 from skintern.methods import METHODS, MethodSettings
+from skintern.methods.rundata import InternalizationConfig
 from skintern.retrieval import RetrievalConfig
 from skintern.files import read_text
 from skintern.schema import (SettingError, check_choice, check_nonempty, from_dict, load_yaml, parse_scalar,
@@ -98,6 +99,8 @@ class RunConfig:
     """Each method's own settings, `methods.<name>:`; methods not named keep their defaults."""
     compare: CompareConfig = field(default_factory=CompareConfig)
     ablate: AblateConfig = field(default_factory=AblateConfig)
+    internalization: InternalizationConfig = field(default_factory=InternalizationConfig)
+    """The internalization check of a SKIntern run: a dev set held out of every method's training."""
 
     def __post_init__(self):
         if not self.name.strip() or "/" in self.name:

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from skintern.errors import SkinternError
 from skintern.files import atomic_write_bytes, atomic_write_text
 from skintern.methods import COST_REFERENCE, UNTRAINED_BASELINE
-from skintern.results import Entry, Results
+from skintern.results import Entry, Internalization, Results
 from skintern.stats import resolvable_difference, seed_std
 
 IN_DOMAIN = ("bbh",)
@@ -368,6 +368,60 @@ def _plot_schedule(schedule: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+# ---------------------------------------------------------------- internalization check
+
+
+def _internalization_blocks(section: Internalization) -> list[_Block]:
+    """The per-stage dev accuracies with the stage's prompt and with the bare question, and the verdict."""
+    rows = [[str(s.stage), f"{s.knowledge_keep_rate:.2f}", f"{s.num_examples:g}", _pct(s.stage_prompt_accuracy),
+             _pct(s.bare_accuracy), f"{100 * s.gap:+.1f}", f"[{100 * s.gap_ci_low:+.1f}, {100 * s.gap_ci_high:+.1f}]"]
+            for s in section.stages]
+    reference = (f" {section.reference_method} (bare question, same items): {_pct(section.reference_accuracy)} %."
+                 if section.reference_accuracy is not None else "")
+    return [f"Accuracy (%) on {len(section.dev_ids)} dev items held out of every method's training, of each "
+            "stage's student with the stage's own prompt and with the bare question (the inference prompt); gap = "
+            "stage prompt - bare, with its paired bootstrap 95 % CI." + reference,
+            _Table(["Stage", "Keep-rate", "Examples", "Stage prompt", "Bare question", "Gap pp", "95 % CI"], rows),
+            internalization_verdict(section)]
+
+
+def internalization_verdict(section: Internalization) -> str:
+    """One sentence: did the gap close by the last stage whose prompt is not the bare question (its CI includes 0;
+    the final stage's gap is 0 by construction) while the bare-question accuracy rose from the first stage to the last?"""
+    stages = section.stages
+    last = next((s for s in reversed(stages) if not s.bare_stage), stages[-1])
+    closed = last.gap_ci_low <= 0 <= last.gap_ci_high
+    rose = stages[-1].bare_accuracy > stages[0].bare_accuracy
+    shown = "internalization shown" if closed and rose else "internalization not shown"
+    return (f"{shown.capitalize()}: by stage {last.stage}, the last with knowledge or examples in its prompt, the gap "
+            f"{'had closed' if closed else 'had not closed'} ({100 * last.gap:+.1f} pp, 95 % CI "
+            f"[{100 * last.gap_ci_low:+.1f}, {100 * last.gap_ci_high:+.1f}]), and the bare-question accuracy "
+            f"{'rose' if rose else 'did not rise'} from {_pct(stages[0].bare_accuracy)} % (stage {stages[0].stage}) to "
+            f"{_pct(stages[-1].bare_accuracy)} % (stage {stages[-1].stage}).")
+
+
+def _plot_internalization(section: Internalization, path: Path) -> Path:
+    xs = [s.stage for s in section.stages]
+    prompt = [100 * s.stage_prompt_accuracy for s in section.stages]
+    bare = [100 * s.bare_accuracy for s in section.stages]
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(xs, prompt, "o-", label="stage prompt (knowledge + examples)")
+    ax.plot(xs, bare, "s-", label="bare question (inference prompt)")
+    ax.fill_between(xs, bare, prompt, color="tab:gray", alpha=0.25, label="gap")
+    if section.reference_accuracy is not None:
+        ax.axhline(100 * section.reference_accuracy, color="tab:green", linestyle="--",
+                   label=f"{section.reference_method} (bare question)")
+    ax.set_xticks(xs)
+    ax.set_xlabel("Stage")
+    ax.set_ylabel("Dev accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"Internalization on {len(section.dev_ids)} held-out dev items")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -406,6 +460,8 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
         sections.append((f"Per-task accuracy ({dataset})", [_per_task_table(tasks, runs)]))
     if results.schedule:
         sections.append(("Schedule", [_schedule_summary(results.schedule), _schedule_table(results.schedule)]))
+    if results.internalization:
+        sections.append(("Internalization check", _internalization_blocks(results.internalization)))
     if images:
         sections.append(("Plots", [_Image(p.name, p.stem.replace("_", " ")) for p in images.values()]))
     if results.provenance:
@@ -530,6 +586,8 @@ def _plots(results: Results, out_dir: Path) -> dict[str, Path]:
         written["per_task.png"] = _plot_per_task(tasks, runs, dataset, out_dir / "per_task.png")
     if results.schedule and results.schedule.get("stages"):
         written["schedule.png"] = _plot_schedule(results.schedule, out_dir / "schedule.png")
+    if results.internalization:
+        written["internalization.png"] = _plot_internalization(results.internalization, out_dir / "internalization.png")
     return written
 
 

@@ -80,6 +80,51 @@ class Entry:
 
 
 @dataclass
+class InternalizationStage:
+    """One stage's student on the dev set: with the stage's own prompt and with the bare question."""
+
+    stage: int
+    knowledge_keep_rate: float
+    num_examples: int
+    stage_prompt_accuracy: float
+    bare_accuracy: float
+    gap: float
+    """stage_prompt_accuracy - bare_accuracy: what the stage still needs its prompt for."""
+    gap_ci_low: float
+    gap_ci_high: float
+    """Paired bootstrap 95 % CI of the gap over the dev items (`stats.paired_difference`)."""
+    bare_stage: bool = False
+    """The stage's prompt is the bare question (the final stage): its gap is 0 by construction."""
+
+    def __post_init__(self):
+        for key in ("stage_prompt_accuracy", "bare_accuracy"):
+            value = getattr(self, key)
+            if math.isnan(value) or not 0 <= value <= 1:
+                raise SettingError(key, f"expected an accuracy in [0, 1], got {value!r}")
+        if abs(self.gap - (self.stage_prompt_accuracy - self.bare_accuracy)) > 1e-9:
+            raise SettingError("gap", f"expected stage_prompt_accuracy - bare_accuracy, got {self.gap!r}")
+
+
+@dataclass
+class Internalization:
+    """The internalization check (`internalization.enabled`): does the student answer the bare question as well
+    as with the stage's knowledge and examples, stage by stage?"""
+
+    dev_ids: list[str]
+    """The held-out dev items, scored at every stage."""
+    stages: list[InternalizationStage]
+    reference_method: str | None = None
+    reference_accuracy: float | None = None
+    """Bare-question accuracy of the Std-CoT student on the same dev items, when the run trained one."""
+
+    def __post_init__(self):
+        if not self.stages:
+            raise SettingError("stages", "is empty, expected one entry per stage")
+        if self.reference_accuracy is not None and not 0 <= self.reference_accuracy <= 1:
+            raise SettingError("reference_accuracy", f"expected an accuracy in [0, 1], got {self.reference_accuracy!r}")
+
+
+@dataclass
 class Results:
     runs: list[Entry]
     name: str | None = None
@@ -98,6 +143,8 @@ class Results:
     provenance: dict[str, Any] | None = None
     """What produced the results: resolved embedder, compressor and scorer, library versions, device,
     precision and the project's git commit (`run.provenance`)."""
+    internalization: Internalization | None = None
+    """The internalization check of the run's SKIntern student (`internalization.check_internalization`)."""
 
     def __post_init__(self):
         if not self.runs:

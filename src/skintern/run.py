@@ -19,18 +19,19 @@ import torch
 import transformers
 
 from skintern import __version__
-from skintern.config import RunConfig
+from skintern.config import RunConfig, config_from_dict, load_config
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalResult, GenerationCaps, evaluate
 from skintern.files import changed_settings, check_writable_dir, fingerprint, read_jsonl, write_json
 from skintern.flops import model_shape
+from skintern.internalization import check_internalization
 from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Context, Method, SKIntern
 from skintern.methods.base import TrainPlan
 from skintern.methods.rundata import RunData, load_run_data
 from skintern.prompts import cot_target
 from skintern.report import IN_DOMAIN, OUT_OF_DOMAIN, render_report
 from skintern.retrieval import ExampleRetriever
-from skintern.results import DatasetScore, Entry, QueryFlops, Results, load_entry, write_results
+from skintern.results import DatasetScore, Entry, Internalization, QueryFlops, Results, load_entry, load_results, write_results
 from skintern.stats import compare_methods
 from skintern.student import Student, load_student
 from skintern.train import load_trained_weights, resolve_precision, with_lora
@@ -80,8 +81,10 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
 
 
 def run_settings(cfg: RunConfig) -> dict:
-    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare", "ablate")}
+    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, and
+    the internalization section while it is off (it changes nothing then, so runs from before it keep their entries)."""
+    skip = ("name", "output_dir", "method", "compare", "ablate") + (() if cfg.internalization.enabled else ("internalization",))
+    return {k: v for k, v in cfg.to_dict().items() if k not in skip}
 
 
 def prediction_settings(cfg: RunConfig) -> dict:
@@ -143,6 +146,7 @@ def dry_run(cfg: RunConfig, compare: bool = False) -> str:
              f"batch {cfg.train.batch_size} x {cfg.train.grad_accum}, max_length {cfg.train.max_length}"
              + (f", max_steps {cfg.train.max_steps}" if cfg.train.max_steps > 0 else ""),
              "test items: " + ", ".join(f"{name} {len(items)}" for name, items in rd.tests.items()),
+             *([f"internalization check: {len(rd.dev)} dev items held out of every method's training"] if rd.dev else []),
              "method          trains  items  pairs  epochs  est. training tokens"]
     for name in methods_to_run(cfg, compare):
         if name not in plans:
@@ -196,7 +200,7 @@ def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, Trai
     epochs the baselines train) unless compare.allow_unequal_budgets. Returns the data and each trained
     method's plan."""
     check_writable_dir(cfg.output_dir, "output_dir")
-    rd = load_run_data(cfg.data, cfg.eval)
+    rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
     plans = {m: METHODS[m].plan(cfg.settings(m), rd, cfg.train) for m in methods_to_run(cfg, compare) if METHODS[m].trains}
     budgets = {m: plan.budget for m, plan in plans.items()}
     if compare and len(set(budgets.values())) > 1 and not cfg.compare.allow_unequal_budgets:
@@ -225,8 +229,50 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
     schedules = [e.extras["schedule"] for e in entries if e.extras and "schedule" in e.extras]
     results = Results(runs=entries, name=cfg.name, student=cfg.student.model, seed=cfg.seed, config=cfg.to_dict(),
                       schedule=schedules[0] if schedules else None,
-                      comparisons=paired_comparisons([(run_dir, cfg.seed)], entries), provenance=provenance(cfg))
+                      comparisons=paired_comparisons([(run_dir, cfg.seed)], entries), provenance=provenance(cfg),
+                      internalization=internalization_check(cfg, rd, run_dir, [e.method for e in entries]))
     path = write_results(run_dir / "results.json", results)
+    render_report(results, run_dir, title=f"skintern {'compare' if compare else 'run'}: {cfg.name}")
+    return path
+
+
+def internalization_check(cfg: RunConfig, rd: RunData, run_dir: Path, methods: list[str]) -> Internalization | None:
+    """The internalization check of the run's trained SKIntern stages, on a fresh (untrained) student, with the
+    Std-CoT student as the reference when `methods` has it; None when the check is off or SKIntern did not run."""
+    if not cfg.internalization.enabled or SKIntern.name not in methods:
+        return None
+    print("== internalization check", flush=True)
+    method = build_method(SKIntern.name, cfg, rd, load_student(cfg.student.model, cfg.student.dtype), run_dir)
+    reference = ((COST_REFERENCE, METHODS[COST_REFERENCE].weights_dir(run_dir, cfg.settings(COST_REFERENCE)) / "final")
+                 if COST_REFERENCE in methods else None)
+    return check_internalization(method, cfg, prediction_settings(cfg), reference)
+
+
+def internalization_of_run(source: str, overrides: list[str] | None = None) -> Path:
+    """`skintern internalization`: the check on a finished run's stage weights (a run folder, whose results.json
+    holds its config, or the run's config file); writes the section into its results.json and redraws the report.
+    Refused unless the run trained under this very config with the check on: otherwise the dev items trained."""
+    given = Path(source)
+    if given.is_dir():
+        run_dir = given
+        results = load_results(run_dir / "results.json")
+        if results.config is None:
+            raise SkinternError(f"{run_dir / 'results.json'}: no config recorded; pass the run's config file instead")
+        cfg = config_from_dict(results.config, str(run_dir / "results.json"))
+    else:
+        cfg = load_config(given, overrides)
+        run_dir = cfg.run_dir
+        results = load_results(run_dir / "results.json")
+    if not cfg.internalization.enabled:
+        raise SkinternError(f"{source}: internalization.enabled is off in this run's config, so its training "
+                            "included the dev items; rerun with internalization.enabled: true")
+    trained = {e.method: e.config_digest for e in results.runs}
+    if trained.get(SKIntern.name) != config_digest(cfg):
+        raise SkinternError(f"{run_dir}: no SKIntern entry trained under this config (rerun it with this config)")
+    rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
+    results.internalization = internalization_check(cfg, rd, run_dir, [e.method for e in results.runs])
+    path = write_results(run_dir / "results.json", results)
+    compare = any(e.budget for e in results.runs)
     render_report(results, run_dir, title=f"skintern {'compare' if compare else 'run'}: {cfg.name}")
     return path
 
@@ -238,7 +284,7 @@ def train_only(cfg: RunConfig) -> Path:
     if not METHODS[cfg.method].trains:
         raise SkinternError(f"method: {cfg.method!r} does not train")
     check_writable_dir(cfg.output_dir, "output_dir")
-    rd = load_run_data(cfg.data, cfg.eval)
+    rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
     build_method(cfg.method, cfg, rd, load_student(cfg.student.model, cfg.student.dtype), cfg.run_dir).fit()
     return METHODS[cfg.method].weights_dir(cfg.run_dir, cfg.settings(cfg.method)) / "final"
 
@@ -252,7 +298,7 @@ def evaluate_trained(cfg: RunConfig, weights: str | None = None) -> Entry:
     if cls.trains and not path.is_dir():
         raise SkinternError(f"trained weights not found: {path} (train with `skintern run` first or pass --weights)")
     check_writable_dir(cfg.output_dir, "output_dir")
-    rd = load_run_data(cfg.data, cfg.eval)
+    rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
     student = load_student(cfg.student.model, cfg.student.dtype)
     model = student.model
     if cls.trains:

@@ -124,11 +124,23 @@ class SKIntern(Method):
     def stage_pairs(self) -> dict[int, list[SFTExample]]:
         """Training pairs of every stage; targets are identical across stages, only the input shrinks."""
         items, store = self.training_items()
+        return self.pairs_by_stage(items, store)
+
+    def stage_prompts(self, items: list[Example]) -> dict[int, list[str]]:
+        """Each item's prompt at each stage, built exactly as a training item's (same compression, examples
+        retrieved from the training items), for items with knowledge that do not train (the internalization
+        check's dev set). Call it before training: the default scorer is the untrained student."""
+        pairs = self.pairs_by_stage(items, self.ctx.data.knowledge, record_keep_rates=False)
+        return {stage: [pair.prompt for pair in rows] for stage, rows in pairs.items()}
+
+    def pairs_by_stage(self, items: list[Example], store: KnowledgeStore,
+                       record_keep_rates: bool = True) -> dict[int, list[SFTExample]]:
+        """The pairs of `items` at every stage; `record_keep_rates`: keep the achieved keep-rates for the results."""
         stages = self.schedule.stages
         n_max = max(s.num_examples for s in stages)
         neighbours = self._neighbours(items, n_max) if n_max else {ex.id: [] for ex in items}
         rates = sorted({s.knowledge_keep_rate for s in stages if s.knowledge_keep_rate})
-        compressed = self._compressed(items, store, rates)
+        compressed = self._compressed(items, store, rates, record_keep_rates)
         rd = self.ctx.data
         out = {}
         for stage in stages:
@@ -161,12 +173,15 @@ class SKIntern(Method):
         retriever = ExampleRetriever(self.ctx.data.train, embedder=cfg.embedder, model_path=cfg.embedder_path, same_task=True)
         return {ex.id: hits for ex, hits in zip(items, retriever.top_k_many(items, k))}
 
-    def _compressed(self, items: list[Example], store: KnowledgeStore, rates: list[float]) -> dict[float, dict[str, str]]:
+    def _compressed(self, items: list[Example], store: KnowledgeStore, rates: list[float],
+                    record_keep_rates: bool = True) -> dict[float, dict[str, str]]:
         if not rates:
             return {}
         compressor = self._compressor()
         texts = [store.get(ex.task, ex.index).text() for ex in items]
         out = {rate: dict(zip((ex.id for ex in items), compressor.compress_many(texts, rate))) for rate in rates}
+        if not record_keep_rates:
+            return out
         tokenizer = self.ctx.student.tokenizer
         self.achieved_keep_rates = {rate: statistics.fmean(keep_rate(t, c, tokenizer) for t, c in zip(texts, out[rate].values()))
                                     for rate in rates}
