@@ -149,8 +149,8 @@ class SKIntern(Method):
     def stage_examples(self, ex: Example, stage: Stage, neighbours: Sequence[Example]) -> list[Example]:
         """The worked examples of `ex` at `stage`: num_examples of its top-K `neighbours` (most similar first),
         the most similar ones or a seeded draw (schedule.examples_pick), in similarity order."""
-        cfg = self.settings.schedule
-        return pick_examples(neighbours[: cfg.examples], stage.num_examples, cfg.examples_pick, self.ctx.seed,
+        schedule = self.schedule
+        return pick_examples(neighbours[: schedule.K], stage.num_examples, schedule.examples_pick, self.ctx.seed,
                              stage.stage, ex.id)
 
     def stage_prompt(self, ex: Example, stage: Stage, knowledge: str | None, neighbours: Sequence[Example],
