@@ -257,3 +257,17 @@ def test_report_draws_the_new_schedule_dict():
 
 def test_every_pattern_is_tested():
     assert {p for p, _ in RATES} == set(PATTERNS)
+
+
+@pytest.mark.parametrize("overrides, stages", [
+    (["schedule.decay_stages=2", "schedule.epochs_per_stage=1.5"], [(1.0, 3, 1.5), (0.5, 1, 1.5), (0.0, 0, 1.5)]),
+    (["schedule.epochs_per_stage=0.5", "schedule.final_epochs=2.5"], [(1.0, 3, 0.5), (2 / 3, 2, 0.5), (1 / 3, 1, 0.5), (0.0, 0, 2.5)]),
+    (["schedule.kind=abrupt", "schedule.knowledge=false"], [(0.0, 3, 1.0)] * 3 + [(0.0, 0, 1.0)]),
+    (["schedule.examples=false"], [(1.0, 0, 1.0), (2 / 3, 0, 1.0), (1 / 3, 0, 1.0), (0.0, 0, 1.0)]),
+], ids=["K=2", "final", "abrupt-no-knowledge", "no-examples"])
+def test_old_ablation_overrides_of_docs_results_still_apply(overrides, stages, capsys):
+    """The ablation commands in docs/results.md set old keys over a config with the current ones."""
+    cfg = load_config(REPO / "configs" / "compare-cpu.yaml", overrides)
+    assert "old keys" in capsys.readouterr().err
+    got = [(s.knowledge_keep_rate, s.num_examples, s.epochs) for s in build_schedule(cfg.methods["skintern"].schedule).stages]
+    assert [v for row in got for v in row] == pytest.approx([v for row in stages for v in row])
