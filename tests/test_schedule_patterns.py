@@ -131,7 +131,8 @@ def test_random_draws_are_the_same_in_another_process():
     env = {"PYTHONPATH": str(REPO / "src"), "PYTHONHASHSEED": "random"}
     runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
             for _ in range(2)]
-    assert runs[0] == runs[1] == f"{[pick_examples(list(range(6)), 3, 'random', 7, s, f'x/{i}') for s in (1, 2) for i in range(5)]}\n"
+    here = [pick_examples(list(range(6)), 3, "random", 7, s, f"x/{i}") for s in (1, 2) for i in range(5)]
+    assert runs[0] == runs[1] == f"{here}\n"
 
 
 def test_stage_prompts_carry_the_drawn_examples(tmp_path, tiny_student_dir, shared_data, monkeypatch):
@@ -189,7 +190,8 @@ def test_each_knowledge_part_switch_removes_exactly_that_part(tmp_path, tiny_stu
     for whole, one in zip(full[0], part[0]):  # step 0: uncompressed knowledge
         ex = next(ex for ex in method.ctx.data.train if ex.id == whole.id)
         record = store.get(ex.task, ex.index)
-        blocks = {"summary": f"Learning summary:\n{record.summary}", "supplementary": f"Supplementary knowledge:\n{record.knowledge}"}
+        blocks = {"summary": f"Learning summary:\n{record.summary}",
+                  "supplementary": f"Supplementary knowledge:\n{record.knowledge}"}
         both = f"{blocks['summary']}\n{blocks['supplementary']}".strip()
         assert both in whole.prompt and one.prompt == whole.prompt.replace(both, blocks[keep].strip())
         assert headers[drop] not in one.prompt and headers[keep] in one.prompt and one.target == whole.target
@@ -261,7 +263,8 @@ def test_every_pattern_is_tested():
 
 @pytest.mark.parametrize("overrides, stages", [
     (["schedule.decay_stages=2", "schedule.epochs_per_stage=1.5"], [(1.0, 3, 1.5), (0.5, 1, 1.5), (0.0, 0, 1.5)]),
-    (["schedule.epochs_per_stage=0.5", "schedule.final_epochs=2.5"], [(1.0, 3, 0.5), (2 / 3, 2, 0.5), (1 / 3, 1, 0.5), (0.0, 0, 2.5)]),
+    (["schedule.epochs_per_stage=0.5", "schedule.final_epochs=2.5"],
+     [(1.0, 3, 0.5), (2 / 3, 2, 0.5), (1 / 3, 1, 0.5), (0.0, 0, 2.5)]),
     (["schedule.kind=abrupt", "schedule.knowledge=false"], [(0.0, 3, 1.0)] * 3 + [(0.0, 0, 1.0)]),
     (["schedule.examples=false"], [(1.0, 0, 1.0), (2 / 3, 0, 1.0), (1 / 3, 0, 1.0), (0.0, 0, 1.0)]),
 ], ids=["K=2", "final", "abrupt-no-knowledge", "no-examples"])

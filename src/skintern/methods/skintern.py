@@ -88,8 +88,8 @@ class SKIntern(Method):
         items = data.train if not uses_knowledge or settings.missing_knowledge == "teacher" else \
             data.knowledge.split_covered(data.train)[0]
         pair = sum(len(ex.question) + len(data.rationales[ex.id]) for ex in items)
-        parts = schedule.knowledge_parts
-        knowledge = sum(len(data.knowledge.get(ex.task, ex.index).text(parts)) for ex in items if (ex.task, ex.index) in data.knowledge)
+        knowledge = sum(len(data.knowledge.get(ex.task, ex.index).text(schedule.knowledge_parts))
+                        for ex in items if (ex.task, ex.index) in data.knowledge)
         shot = pair / max(len(items), 1)
         chars = sum(s.epochs * (pair + s.knowledge_keep_rate * knowledge + s.num_examples * shot * len(items))
                     for s in schedule.stages)
