@@ -156,7 +156,7 @@ def test_dry_run_plans_from_the_data_without_a_model(tmp_path, shared_data, caps
     assert 0 < items <= 40 and lines["std-cot"][3:5] == [str(items), "2"]
     assert lines["mt-cot"][3] == str(2 * items)  # two pairs (answer, rationale) per item
     assert lines["skintern"][3:5] == [str(2 * items), "2"]  # two stages of one epoch: the baselines' two epochs
-    assert "SKIntern schedule (linear, K=1" in out
+    assert "SKIntern schedule (linear, T=2 steps, K=2 examples" in out
     assert not (tmp_path / "runs").exists()
 
 
