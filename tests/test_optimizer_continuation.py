@@ -74,7 +74,7 @@ def config(root: Path, student_dir, data_dir, restart: bool):
     cfg.train.lr_scheduler, cfg.train.warmup_ratio = "linear", 0.0  # the step a learning rate belongs to is plain
     cfg.train.batch_size, cfg.train.grad_accum, cfg.train.save_steps = 1, 2, 100  # 7 items: 4 steps, the last partial
     settings = cfg.methods["skintern"]
-    settings.schedule = ScheduleConfig(decay_stages=2, initial_examples=2, epochs_per_stage=1.0)
+    settings.schedule = ScheduleConfig(steps=3, examples=2, epochs=3.0)
     settings.restart_optimizer = restart
     return cfg
 

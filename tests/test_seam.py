@@ -108,7 +108,7 @@ def test_old_keys_are_read_at_their_new_places(tmp_path, capsys):
             "methods: {alpha: 0.3, kard_top_k: 4, answer_max_new_tokens: 8}\n")
     cfg = load_config(write(tmp_path, text), ["schedule.initial_examples=1"])
     sk = cfg.methods["skintern"]
-    assert sk.schedule.decay_stages == 2 and sk.schedule.initial_examples == 1 and cfg.retrieval.embedder == "tfidf"
+    assert (sk.schedule.steps, sk.schedule.examples, sk.schedule.epochs) == (3, 1, 3.0) and cfg.retrieval.embedder == "tfidf"
     assert [cfg.methods[m].alpha for m in ("mt-cot", "step-by-step", "cascod")] == [0.3] * 3
     assert cfg.methods["kard"].top_k == 4 and cfg.methods["cascod"].answer_max_new_tokens == 8
     assert "old keys" in capsys.readouterr().err
@@ -126,7 +126,7 @@ def test_results_of_the_previous_release_load(path):
 
 def test_every_method_says_where_its_weights_live_without_being_built(tmp_path):
     cfg = RunConfig()
-    cfg.methods["skintern"].schedule.decay_stages = 3
+    cfg.methods["skintern"].schedule.steps = 4
     dirs = {name: cls.weights_dir(tmp_path, cfg.settings(name)) for name, cls in METHODS.items()}
     assert dirs["std-cot"] == tmp_path / "train" / "std-cot"
     assert dirs["skintern"] == tmp_path / "train" / "skintern" / "stage-3"
@@ -156,7 +156,7 @@ def test_dry_run_plans_from_the_data_without_a_model(tmp_path, shared_data, caps
     assert 0 < items <= 40 and lines["std-cot"][3:5] == [str(items), "2"]
     assert lines["mt-cot"][3] == str(2 * items)  # two pairs (answer, rationale) per item
     assert lines["skintern"][3:5] == [str(2 * items), "2"]  # two stages of one epoch: the baselines' two epochs
-    assert "SKIntern schedule (linear, K=1" in out
+    assert "SKIntern schedule (linear, T=2 steps, K=2 examples" in out
     assert not (tmp_path / "runs").exists()
 
 

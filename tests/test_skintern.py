@@ -9,8 +9,7 @@ import yaml
 from transformers import TrainerCallback
 
 from skintern.cli import main
-from skintern.config import RunConfig
-from skintern.errors import SkinternError
+from skintern.config import RunConfig, load_config
 from skintern.methods.rundata import load_run_data
 from skintern.prompts import cot_prompt
 from skintern.run import build_method
@@ -21,46 +20,18 @@ from skintern.train import pair_length
 TASKS = ["sports_understanding", "date_understanding"]
 
 
-@pytest.mark.parametrize(
-    "K, N, rates, examples",
-    [
-        (5, 3, [1.0, 0.8, 0.6, 0.4, 0.2, 0.0], [3, 2, 2, 1, 1, 0]),
-        (4, 4, [1.0, 0.75, 0.5, 0.25, 0.0], [4, 3, 2, 1, 0]),
-        (2, 3, [1.0, 0.5, 0.0], [3, 2, 0]),  # 1.5 rounds half up
-        (1, 2, [1.0, 0.0], [2, 0]),
-        (6, 0, [1.0, 5 / 6, 4 / 6, 0.5, 2 / 6, 1 / 6, 0.0], [0] * 7),
-    ],
-)
-def test_linear_decay_arithmetic(K, N, rates, examples):
-    schedule = build_schedule(ScheduleConfig(decay_stages=K, initial_examples=N))
-    assert [s.knowledge_keep_rate for s in schedule.stages] == pytest.approx(rates)
-    assert [s.num_examples for s in schedule.stages] == examples
-    assert [s.final for s in schedule.stages] == [False] * K + [True]
-    assert schedule.stages[-1].bare and len(schedule.stages) == K + 1
-
-
-def test_abrupt_and_ablation_switches():
-    abrupt = build_schedule(ScheduleConfig(decay_stages=3, initial_examples=3, kind="abrupt"))
-    assert [(s.knowledge_keep_rate, s.num_examples) for s in abrupt.stages] == [(1, 3)] * 3 + [(0, 0)]
-    no_knowledge = build_schedule(ScheduleConfig(knowledge=False))
-    assert all(s.knowledge_keep_rate == 0 for s in no_knowledge.stages)
-    assert [s.num_examples for s in no_knowledge.stages] == [3, 2, 2, 1, 1, 0]
-    no_examples = build_schedule(ScheduleConfig(examples=False, final_epochs=2.0))
-    assert all(s.num_examples == 0 for s in no_examples.stages) and no_examples.stages[-1].epochs == 2.0
-
-
-@pytest.mark.parametrize("bad", [dict(decay_stages=0), dict(initial_examples=-1), dict(kind="cosine"), dict(epochs_per_stage=0)])
-def test_bad_schedules(bad):
-    with pytest.raises(SkinternError, match=f"^{next(iter(bad))}: expected"):
-        ScheduleConfig(**bad)
-
-
-def test_schedule_table_and_dict():
-    schedule = build_schedule(ScheduleConfig())
-    table = schedule.table()
-    assert "K=5" in table and "bare question (= inference prompt)" in table and "knowledge@0.80 + 2 examples" in table
-    d = schedule.to_dict()
-    assert d["K"] == 5 and d["N"] == 3 and len(d["stages"]) == 6 and d["stages"][-1]["final"]
+def test_old_schedule_keys_give_the_same_stages(tmp_path, capsys):
+    """A config of the K-decay-stages era: K + 1 steps, the same keep-rates and epochs, examples floor(N * S_t)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("methods:\n  skintern:\n    schedule: {decay_stages: 5, initial_examples: 3, epochs_per_stage: 1, "
+                    "final_epochs: 2, kind: abrupt, knowledge: false}\n")
+    cfg = load_config(path).methods["skintern"].schedule
+    assert "old keys" in capsys.readouterr().err
+    schedule = build_schedule(cfg)
+    assert [(s.knowledge_keep_rate, s.num_examples, s.epochs) for s in schedule.stages] == [(0.0, 3, 1.0)] * 5 + [(0.0, 0, 2.0)]
+    path.write_text("methods:\n  skintern:\n    schedule: {decay_stages: 2, examples: false}\n")
+    schedule = build_schedule(load_config(path).methods["skintern"].schedule)
+    assert [(s.knowledge_keep_rate, s.num_examples, s.epochs) for s in schedule.stages] == [(1.0, 0, 1.0), (0.5, 0, 1.0), (0.0, 0, 1.0)]
 
 
 def skintern_config(tmp_path, student_dir, data_dir, **overrides) -> RunConfig:
@@ -69,7 +40,7 @@ def skintern_config(tmp_path, student_dir, data_dir, **overrides) -> RunConfig:
     cfg.student.model = str(student_dir)
     cfg.train.finetune, cfg.train.precision, cfg.train.batch_size = "full", "fp32", 2
     cfg.train.learning_rate, cfg.train.save_steps, cfg.train.max_length = 3e-3, 1, 2048
-    cfg.methods["skintern"].schedule = ScheduleConfig(decay_stages=3, initial_examples=2, epochs_per_stage=1.0)
+    cfg.methods["skintern"].schedule = ScheduleConfig(steps=4, examples=2, epochs=4.0)
     cfg.retrieval.embedder = "tfidf"
     cfg.eval.per_task, cfg.eval.max_new_tokens = 2, 8
     for key, value in overrides.items():
@@ -165,7 +136,7 @@ def test_kill_in_stage_2_resumes_in_stage_2(tmp_path, tiny_student_dir, shared_d
 
 def test_progressive_run_loss_falls_and_eval_is_question_only(tmp_path, tiny_student_dir, shared_data, capsys):
     cfg = skintern_config(tmp_path, tiny_student_dir, shared_data)
-    cfg.methods["skintern"].schedule.epochs_per_stage = 2.0
+    cfg.methods["skintern"].schedule.epochs = 8.0
     cfg.compare.methods = ["std-cot", "skintern"]
     cfg.compare.allow_unequal_budgets = True  # 8 SKIntern epochs: enough for the loss to fall on the tiny model
     path = tmp_path / "cfg.yaml"
@@ -179,7 +150,7 @@ def test_progressive_run_loss_falls_and_eval_is_question_only(tmp_path, tiny_stu
     # inference sees only the question: same prompt tokens per query as Std-CoT on the same items
     assert sk["prompt_tokens_per_query"] == std["prompt_tokens_per_query"]
     report = (tmp_path / "runs" / "sk" / "report.md").read_text()
-    assert results["schedule"]["K"] == 3 and "Schedule" in report and "Achieved keep-rate" in report
+    assert results["schedule"]["T"] == 4 and "Schedule" in report and "Achieved keep-rate" in report
     achieved = [(s["knowledge_keep_rate"], s["achieved_keep_rate"]) for s in sk["extras"]["schedule"]["stages"]]
     assert achieved[0] == (1.0, 1.0) and achieved[-1] == (0.0, 0.0)  # uncompressed and no knowledge
     assert all(0 < got < 1 for want, got in achieved[1:-1])  # what the compressor really kept, logged per stage
@@ -193,7 +164,7 @@ def test_schedule_command_prints_the_table(tmp_path, capsys):
     path.write_text("method: skintern\nmethods:\n  skintern:\n    schedule: {decay_stages: 4, initial_examples: 4}\n")
     assert main(["schedule", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "K=4" in out and "knowledge@0.75 + 3 examples" in out
+    assert "T=5 steps, K=4 examples" in out and "knowledge@0.75 + 3 examples" in out
 
 
 def test_train_items_repeating_a_test_question_are_left_out(tmp_path, tiny_student_dir, shared_data, capsys):

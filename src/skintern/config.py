@@ -19,6 +19,7 @@ from skintern.methods import METHODS, MethodSettings
 from skintern.methods.rundata import InternalizationConfig
 from skintern.retrieval import RetrievalConfig
 from skintern.files import read_text
+from skintern.schedule import upgrade_legacy_schedule
 from skintern.schema import (SettingError, check_choice, check_nonempty, from_dict, load_yaml, parse_scalar,
                              register_keyed, to_dict)
 from skintern.student import StudentConfig
@@ -135,7 +136,8 @@ _MOVED: dict[tuple[str, ...], list[tuple[str, ...]]] = {
 
 
 def upgrade_legacy(raw: dict) -> list[str]:
-    """Move 0.1.0 keys to where they live now, in place; returns the old keys that were moved."""
+    """Move 0.1.0 keys to where they live now and old schedule keys onto the current ones (decay_stages K ->
+    steps K + 1, ...), in place; returns the old keys that were read."""
     moved = []
     for old, news in _MOVED.items():
         parent = raw
@@ -153,6 +155,11 @@ def upgrade_legacy(raw: dict) -> list[str]:
         moved.append(".".join(old))
     if raw.get("knowledge") == {}:
         del raw["knowledge"]
+    schedule = raw
+    for part in ("methods", "skintern", "schedule"):
+        schedule = schedule.get(part) if isinstance(schedule, dict) else None
+    if isinstance(schedule, dict):
+        moved += [f"methods.skintern.schedule.{key}" for key in upgrade_legacy_schedule(schedule)]
     return moved
 
 
@@ -163,7 +170,7 @@ def config_from_dict(raw: Any, where: str, moved: list[str] | None = None) -> Ru
     moved = (moved or []) + upgrade_legacy(raw)
     if moved:
         print(f"skintern: note: {where}: old keys {', '.join(moved)} read at their new places "
-              "(methods.<name>.*, retrieval.*)", file=sys.stderr)
+              "(methods.<name>.*, retrieval.*; schedule: steps, epochs, examples, pattern)", file=sys.stderr)
     cfg = from_dict(RunConfig, raw, where=where)
     cfg.teacher.check(where)
     return cfg

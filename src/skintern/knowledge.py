@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from skintern.errors import SkinternError
 from skintern.files import check_item_row, numbered_jsonl
@@ -24,9 +24,11 @@ class KnowledgeRecord:
     summary: str
     knowledge: str
 
-    def text(self) -> str:
-        """The block the student sees; headers stay fixed so compression keeps them as anchors."""
-        return f"Learning summary:\n{self.summary}\nSupplementary knowledge:\n{self.knowledge}"
+    def text(self, parts: Sequence[str] = ("summary", "supplementary")) -> str:
+        """The block the student sees, of the parts named (an ablation drops one with its header); headers stay
+        fixed so compression keeps them as anchors."""
+        blocks = {"summary": f"Learning summary:\n{self.summary}", "supplementary": f"Supplementary knowledge:\n{self.knowledge}"}
+        return "\n".join(blocks[p] for p in blocks if p in parts)
 
 
 def _record(row: dict, where: str) -> KnowledgeRecord:

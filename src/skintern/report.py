@@ -274,6 +274,11 @@ def _schedule_table(schedule: dict) -> _Table:
 
 
 def _schedule_summary(schedule: dict) -> str:
+    """The schedule's parameters; results of older releases have K decay stages and N examples instead of T and K."""
+    if "T" in schedule:
+        parts = " + ".join(schedule.get("knowledge_parts", [])) or "none"
+        return (f"Progressive schedule ({schedule.get('pattern', 'linear')}, T = {schedule['T']} steps, "
+                f"K = {schedule.get('K')} examples picked {schedule.get('examples_pick', 'top')}, knowledge: {parts}).")
     params = ", ".join(f"{k} = {schedule[k]}" for k in ("K", "N") if k in schedule)
     return f"Progressive schedule ({params})." if params else "Progressive schedule."
 

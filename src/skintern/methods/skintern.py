@@ -1,10 +1,11 @@
 """SKIntern (Liao et al., COLING 2025): progressive internalization of symbolic knowledge.
 
-One training run walks the schedule's stages in order, each continuing from the previous
-stage's weights. Stage s feeds the student its question plus the teacher's knowledge compressed
-to keep-rate 1 - s/K and the top round(N - s*N/K) most similar training examples (question +
-teacher rationale); the last stage is the bare question, exactly the inference prompt, so at
-inference a SKIntern student costs what a Std-CoT student costs.
+One training run walks the schedule's T steps ("stages" in the code and folders) in order, each
+continuing from the previous stage's weights. Stage t feeds the student its question plus the
+teacher's knowledge (the parts the schedule names) compressed to keep-rate S_t and floor(K * S_t)
+of its K most similar training examples (question + teacher rationale); the last stage is the bare
+question, exactly the inference prompt, so at inference a SKIntern student costs what a Std-CoT
+student costs.
 
 A kill in stage s resumes in stage s: finished stages are marked by `stage-<s>/done.json`, and
 the unfinished one restarts from its newest checkpoint."""
@@ -12,6 +13,7 @@ the unfinished one restarts from its newest checkpoint."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +27,7 @@ from skintern.methods.base import Context, Fitted, Method, MethodSettings, Train
 from skintern.methods.rundata import RunData
 from skintern.prompts import augmented_prompt, worked_example
 from skintern.retrieval import ExampleRetriever
-from skintern.schedule import Schedule, ScheduleConfig, Stage, build_schedule
+from skintern.schedule import Schedule, ScheduleConfig, Stage, build_schedule, pick_examples
 from skintern.schema import SettingError, check_choice
 from skintern.student import load_student
 from skintern.teacher.generate import generate_knowledge
@@ -35,7 +37,7 @@ from skintern.train import ContinuedOptimizer, SFTExample, TrainConfig, TrainSta
 @dataclass
 class SKInternSettings(MethodSettings):
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    """Stages, keep-rates and example counts of the progressive internalization."""
+    """Steps, keep-rates, examples and knowledge parts of the progressive internalization."""
     missing_knowledge: str = "skip"
     """Items without teacher knowledge: skip (left out of SKIntern training) | teacher (generate it)."""
     compressor: str = "self-info"
@@ -86,7 +88,8 @@ class SKIntern(Method):
         items = data.train if not uses_knowledge or settings.missing_knowledge == "teacher" else \
             data.knowledge.split_covered(data.train)[0]
         pair = sum(len(ex.question) + len(data.rationales[ex.id]) for ex in items)
-        knowledge = sum(len(data.knowledge.get(ex.task, ex.index).text()) for ex in items if (ex.task, ex.index) in data.knowledge)
+        knowledge = sum(len(data.knowledge.get(ex.task, ex.index).text(schedule.knowledge_parts))
+                        for ex in items if (ex.task, ex.index) in data.knowledge)
         shot = pair / max(len(items), 1)
         chars = sum(s.epochs * (pair + s.knowledge_keep_rate * knowledge + s.num_examples * shot * len(items))
                     for s in schedule.stages)
@@ -137,35 +140,51 @@ class SKIntern(Method):
                        record_keep_rates: bool = True) -> dict[int, list[SFTExample]]:
         """The pairs of `items` at every stage; `record_keep_rates`: keep the achieved keep-rates for the results."""
         stages = self.schedule.stages
-        n_max = max(s.num_examples for s in stages)
-        neighbours = self._neighbours(items, n_max) if n_max else {ex.id: [] for ex in items}
+        top_k = self.schedule.K if any(s.num_examples for s in stages) else 0
+        neighbours = self._neighbours(items, top_k) if top_k else {ex.id: [] for ex in items}
         rates = sorted({s.knowledge_keep_rate for s in stages if s.knowledge_keep_rate})
         compressed = self._compressed(items, store, rates, record_keep_rates)
-        rd = self.ctx.data
         out = {}
         for stage in stages:
             rows, trimmed = [], 0
             for ex in items:
                 knowledge = compressed[stage.knowledge_keep_rate][ex.id] if stage.knowledge_keep_rate else None
-                shots = [worked_example(n.question, rd.rationales[n.id], n.answer) for n in neighbours[ex.id][: stage.num_examples]]
-                pair, kept = self._fitting_pair(ex, knowledge, shots)
+                pair, dropped = self._fitting_pair(ex, stage, knowledge, neighbours[ex.id])
                 rows.append(pair)
-                trimmed += kept < len(shots)
+                trimmed += dropped > 0
             if trimmed:
                 print(f"skintern: stage {stage.stage}: {trimmed} of {len(rows)} prompts over train.max_length="
                       f"{self.ctx.train.max_length} tokens keep fewer examples", flush=True)
             out[stage.stage] = rows
         return out
 
-    def _fitting_pair(self, ex: Example, knowledge: str | None, shots: list[str]) -> tuple[SFTExample, int]:
+    def stage_examples(self, ex: Example, stage: Stage, neighbours: Sequence[Example]) -> list[Example]:
+        """The worked examples of `ex` at `stage`: num_examples of its top-K `neighbours` (most similar first),
+        the most similar ones or a seeded draw (schedule.examples_pick), in similarity order."""
+        schedule = self.schedule
+        return pick_examples(neighbours[: schedule.K], stage.num_examples, schedule.examples_pick, self.ctx.seed,
+                             stage.stage, ex.id)
+
+    def stage_prompt(self, ex: Example, stage: Stage, knowledge: str | None, neighbours: Sequence[Example],
+                     drop: int = 0) -> str:
+        """The input of `ex` at `stage`: its examples drawn from `neighbours` (less the `drop` least similar of
+        them), `knowledge` (the item's knowledge text already compressed to the stage's keep-rate; ignored at
+        keep-rate 0) and the question. The final stage's is `prompt(ex)`, the inference prompt."""
+        rd = self.ctx.data
+        shots = self.stage_examples(ex, stage, neighbours)
+        shots = shots[: len(shots) - drop]
+        return augmented_prompt(rd.description(ex), ex.question, knowledge if stage.knowledge_keep_rate else None,
+                                [worked_example(n.question, rd.rationales[n.id], n.answer) for n in shots])
+
+    def _fitting_pair(self, ex: Example, stage: Stage, knowledge: str | None,
+                      neighbours: Sequence[Example]) -> tuple[SFTExample, int]:
         """The item's pair, without its least similar examples while it is over train.max_length, and how many
-        examples it kept. Dropping the whole item instead would train early stages on fewer, shorter items."""
-        description, max_length = self.ctx.data.description(ex), self.ctx.train.max_length
-        while True:
-            pair = self.cot_pair(ex, augmented_prompt(description, ex.question, knowledge, shots))
-            if not shots or pair_length(self.ctx.student.tokenizer, pair) <= max_length:
-                return pair, len(shots)
-            shots = shots[:-1]
+        examples it dropped. Dropping the whole item instead would train early stages on fewer, shorter items."""
+        shots = len(self.stage_examples(ex, stage, neighbours))
+        for drop in range(shots + 1):
+            pair = self.cot_pair(ex, self.stage_prompt(ex, stage, knowledge, neighbours, drop))
+            if drop == shots or pair_length(self.ctx.student.tokenizer, pair) <= self.ctx.train.max_length:
+                return pair, drop
 
     def _neighbours(self, items: list[Example], k: int) -> dict[str, list[Example]]:
         """The k most similar training items (with a teacher rationale) of each item, never itself."""
@@ -178,7 +197,7 @@ class SKIntern(Method):
         if not rates:
             return {}
         compressor = self._compressor()
-        texts = [store.get(ex.task, ex.index).text() for ex in items]
+        texts = [store.get(ex.task, ex.index).text(self.schedule.knowledge_parts) for ex in items]
         out = {rate: dict(zip((ex.id for ex in items), compressor.compress_many(texts, rate))) for rate in rates}
         if not record_keep_rates:
             return out
@@ -202,7 +221,7 @@ class SKIntern(Method):
         optimizers = None if self.settings.restart_optimizer else self._continued_optimizer(per_stage)
         model, all_stats = self.ctx.student.model, []
         for stage in self.schedule.stages:
-            print(f"skintern: stage {stage.stage}/{self.schedule.K} ({len(per_stage[stage.stage])} examples)", flush=True)
+            print(f"skintern: stage {stage.stage}/{self.schedule.T - 1} ({len(per_stage[stage.stage])} examples)", flush=True)
             model, stats = self.finetune(per_stage[stage.stage], self.stage_dir(self.ctx.run_dir, stage), model=model,
                                          epochs=stage.epochs, optimizers=optimizers)
             all_stats.append(stats)
