@@ -11,7 +11,7 @@ from skintern.cli import main
 from skintern.config import PAPER_ABLATIONS, load_config
 from test_cli import write_config
 
-SCHEDULE = {"decay_stages": 1, "initial_examples": 1, "epochs_per_stage": 0.5}
+SCHEDULE = {"steps": 2, "epochs": 1, "examples": 1}
 
 
 def ablation_config(tmp_path, student, data_dir, variants):
@@ -25,7 +25,7 @@ def ablation_config(tmp_path, student, data_dir, variants):
 
 def test_variants_run_side_by_side_and_a_stopped_ablation_resumes(tmp_path, tiny_student_dir, shared_data, monkeypatch, capsys):
     config = ablation_config(tmp_path, tiny_student_dir, shared_data,
-                             {"no-examples": {"methods.skintern.schedule.examples": False}})
+                             {"no-examples": {"methods.skintern.schedule.examples": 0}})
     real_run = skintern.ablate.run
 
     def killed_in_second_variant(cfg, compare=False):
@@ -65,7 +65,7 @@ def test_a_bad_override_names_the_variant_and_key_before_any_run(tmp_path, tiny_
 
 
 def test_unknown_variant_names_and_reserved_names_are_refused(tmp_path, tiny_student_dir, shared_data, capsys):
-    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"abrupt": {"methods.skintern.schedule.kind": "abrupt"}})
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"abrupt": {"methods.skintern.schedule.pattern": "abrupt"}})
     assert main(["ablate", str(config), "--variants", "abrupt,nope", "--dry-run"]) == 2
     assert "unknown variant(s) nope (known: base, abrupt)" in capsys.readouterr().err
     config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"base": {"seed": 1}})
@@ -75,10 +75,10 @@ def test_unknown_variant_names_and_reserved_names_are_refused(tmp_path, tiny_stu
 
 def test_dry_run_shows_each_variant_schedule_without_a_model(tmp_path, tiny_student_dir, shared_data, monkeypatch, capsys):
     monkeypatch.setattr(skintern.run, "load_student", lambda *a: pytest.fail("a model was loaded"))
-    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"abrupt": {"methods.skintern.schedule.kind": "abrupt"}})
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"abrupt": {"methods.skintern.schedule.pattern": "abrupt"}})
     assert main(["ablate", str(config), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "== base: the config as written" in out and "== abrupt: methods.skintern.schedule.kind=abrupt" in out
+    assert "== base: the config as written" in out and "== abrupt: methods.skintern.schedule.pattern=abrupt" in out
     assert "SKIntern schedule (abrupt" in out and not (tmp_path / "runs").exists()
 
 

@@ -30,7 +30,7 @@ def check_config(tmp_path, student_dir, data_dir, dev_size=4, train_per_task=30)
     cfg.student.model = str(student_dir)
     cfg.train.finetune, cfg.train.precision, cfg.train.batch_size = "full", "fp32", 2
     cfg.train.learning_rate, cfg.train.max_length, cfg.train.epochs = 3e-3, 2048, 3.0
-    cfg.methods["skintern"].schedule = ScheduleConfig(decay_stages=2, initial_examples=2)
+    cfg.methods["skintern"].schedule = ScheduleConfig(steps=3, epochs=3, examples=2)
     cfg.retrieval.embedder = "tfidf"
     cfg.eval.per_task, cfg.eval.max_new_tokens = 1, 8
     cfg.internalization = InternalizationConfig(enabled=True, dev_size=dev_size)

@@ -56,9 +56,9 @@ PAPER_ABLATIONS: dict[str, dict[str, Any]] = {
     "inverse-exponential": {"methods.skintern.schedule.pattern": "inverse-exponential"},
     "steps-3": {"methods.skintern.schedule.steps": 3},
     "steps-7": {"methods.skintern.schedule.steps": 7},
-    "no-summary": {"methods.skintern.knowledge_parts": ["supplementary"]},
-    "no-supplementary": {"methods.skintern.knowledge_parts": ["summary"]},
-    "no-examples": {"methods.skintern.schedule.examples": False},
+    "no-summary": {"methods.skintern.schedule.knowledge_parts": ["supplementary"]},
+    "no-supplementary": {"methods.skintern.schedule.knowledge_parts": ["summary"]},
+    "no-examples": {"methods.skintern.schedule.examples": 0},
 }
 """The paper's Table 2 (schedule patterns, T in {3, 4, 7}) and Table 3 (without k^m, k^p, examples) grid."""
 
