@@ -65,3 +65,14 @@ def test_the_tracker_is_not_part_of_the_training_key(tiny_model):
     assert training_key(tiny_model, examples(), tracked, 42, None) == training_key(tiny_model, examples(), plain, 42, None)
     tracked.lora_r = 8
     assert training_key(tiny_model, examples(), tracked, 42, None) != training_key(tiny_model, examples(), plain, 42, None)
+
+
+def test_the_tracker_does_not_invalidate_finished_entries_or_predictions():
+    from skintern.config import RunConfig
+    from skintern.run import config_digest, prediction_settings
+
+    plain, tracked = RunConfig(), RunConfig()
+    tracked.train.report_to = ["wandb"]
+    assert config_digest(tracked) == config_digest(plain) and prediction_settings(tracked) == prediction_settings(plain)
+    tracked.train.lora_r = 8
+    assert config_digest(tracked) != config_digest(plain)

@@ -80,8 +80,11 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
 
 
 def run_settings(cfg: RunConfig) -> dict:
-    """What a finished entry depends on: everything but the run's name, folder and method list."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare")}
+    """What a finished entry depends on: everything but the run's name, folder and method list, and where training
+    is logged (`train.report_to`: a tracker changes no result, and entries finished before it existed stay valid)."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare")}
+    settings["train"] = {k: v for k, v in settings["train"].items() if k != "report_to"}
+    return settings
 
 
 def prediction_settings(cfg: RunConfig) -> dict:
