@@ -123,9 +123,10 @@ def test_endpoint_from_environment(monkeypatch):
 
 
 def test_local_teacher_command_uses_the_packaged_gguf_on_loopback():
-    from skintern.teacher.serve import default_gguf, server_command
+    from skintern.packaged_gguf import smollm2_gguf
+    from skintern.teacher.serve import server_command
 
-    gguf = default_gguf()
+    gguf = smollm2_gguf("serve-teacher")
     assert gguf.is_file() and gguf.suffix == ".gguf"
     command = server_command(gguf, 8123, 2048)
     assert command[1:3] == ["-m", "llama_cpp.server"]

@@ -21,10 +21,11 @@ import re
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from skintern.errors import SkinternError
 from skintern.student import load_student
@@ -190,13 +191,16 @@ class _Compressor:
             elif not text.strip():
                 done[text] = text
         todo = [t for t in dict.fromkeys(texts) if t not in done]
-        for text, compressed in zip(todo, self._compress_uncached(todo, rate)):
+        pairs = tqdm(zip(todo, self._compress_uncached(todo, rate)), total=len(todo), desc=f"compress (keep {rate:g})",
+                     unit="text", disable=not todo)
+        for text, compressed in pairs:
             done[text] = compressed
             if self.cache is not None:
                 self.cache.put(self.name, rate, text, compressed, self.rule)
         return [done[t] for t in texts]
 
-    def _compress_uncached(self, texts: list[str], rate: float) -> list[str]:
+    def _compress_uncached(self, texts: list[str], rate: float) -> Iterable[str]:
+        """The compressed texts in order, yielded as they are done (a progress bar counts them)."""
         raise NotImplementedError
 
 
@@ -214,10 +218,11 @@ class SelfInformationCompressor(_Compressor):
         self.name = name or f"self-info:{getattr(model.config, 'name_or_path', '')}"
         self._scores: dict[str, list[float]] = {}
 
-    def _compress_uncached(self, texts: list[str], rate: float) -> list[str]:
+    def _compress_uncached(self, texts: list[str], rate: float) -> Iterator[str]:
         encodings = [self._encode(t) for t in texts]
         self._score_missing(texts, [ids for ids, _ in encodings])
-        return [self._compress_one(t, ids, offsets, rate) for t, (ids, offsets) in zip(texts, encodings)]
+        for text, (ids, offsets) in zip(texts, encodings):
+            yield self._compress_one(text, ids, offsets, rate)
 
     def _encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -288,9 +293,12 @@ class SelfInformationCompressor(_Compressor):
         pieces = [(b, lo, ids[lo : lo + width]) for b, ids in enumerate(all_ids) for lo in range(0, len(ids), width)]
         pieces.sort(key=lambda piece: len(piece[2]))
         out = [[math.inf] * len(ids) for ids in all_ids]
-        for batch in _batches(pieces):
-            for (b, lo, chunk), values in zip(batch, self._forward(prefix, [chunk for _, _, chunk in batch])):
-                out[b][lo + 1 - len(prefix) : lo + len(chunk)] = values
+        with tqdm(total=sum(len(chunk) for _, _, chunk in pieces), desc="compress: score tokens", unit="tok",
+                  disable=not pieces) as bar:
+            for batch in _batches(pieces):
+                for (b, lo, chunk), values in zip(batch, self._forward(prefix, [chunk for _, _, chunk in batch])):
+                    out[b][lo + 1 - len(prefix) : lo + len(chunk)] = values
+                    bar.update(len(chunk))
         return out
 
     @torch.no_grad()
@@ -331,8 +339,8 @@ class LLMLingua2Compressor(_Compressor):
         self.cache = cache
         self.name = name or f"llmlingua2:{model_path}"
 
-    def _compress_uncached(self, texts: list[str], rate: float) -> list[str]:
-        return [self._compress_one(t, rate) for t in texts]
+    def _compress_uncached(self, texts: list[str], rate: float) -> Iterator[str]:
+        return (self._compress_one(t, rate) for t in texts)
 
     def _compress_one(self, text: str, rate: float) -> str:
         result = self.compressor.compress_prompt(

