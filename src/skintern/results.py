@@ -98,6 +98,8 @@ class Results:
     provenance: dict[str, Any] | None = None
     """What produced the results: resolved embedder, compressor and scorer, library versions, device,
     precision and the project's git commit (`run.provenance`)."""
+    domains: dict[str, str] | None = None
+    """Test dataset -> in | out, the groups of the ID/OOD averages; absent (older releases): the built-in tags."""
 
     def __post_init__(self):
         if not self.runs:

@@ -28,7 +28,7 @@ from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Contex
 from skintern.methods.base import TrainPlan
 from skintern.methods.rundata import RunData, load_run_data
 from skintern.prompts import cot_target
-from skintern.report import IN_DOMAIN, OUT_OF_DOMAIN, render_report
+from skintern.report import domain_groups, render_report
 from skintern.retrieval import ExampleRetriever
 from skintern.results import DatasetScore, Entry, QueryFlops, Results, load_entry, write_results
 from skintern.stats import compare_methods
@@ -154,12 +154,13 @@ def dry_run(cfg: RunConfig, compare: bool = False) -> str:
     return "\n".join(lines)
 
 
-def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry]) -> dict | None:
+def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry], domains: dict[str, str]) -> dict | None:
     """Paired differences (bootstrap CI over items, McNemar p) from the saved predictions of every (run folder,
-    seed): each method against std-cot, and SKIntern against the best other trained method by pooled accuracy."""
+    seed): each method against std-cot, and SKIntern against the best other trained method by pooled accuracy;
+    the ID/OOD groups follow the test datasets' `domains` tags."""
     rows = {e.method: [dict(row, seed=seed) for run_dir, seed in seed_runs for ds in e.eval
                        for row in read_jsonl(predictions_path(run_dir, e.method, ds))] for e in entries}
-    groups = {"ID": IN_DOMAIN, "OOD": OUT_OF_DOMAIN}
+    groups = domain_groups(domains)
     out = {}
     if COST_REFERENCE in rows:
         out[COST_REFERENCE] = compare_methods(rows, COST_REFERENCE, groups=groups)
@@ -225,7 +226,8 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
     schedules = [e.extras["schedule"] for e in entries if e.extras and "schedule" in e.extras]
     results = Results(runs=entries, name=cfg.name, student=cfg.student.model, seed=cfg.seed, config=cfg.to_dict(),
                       schedule=schedules[0] if schedules else None,
-                      comparisons=paired_comparisons([(run_dir, cfg.seed)], entries), provenance=provenance(cfg))
+                      comparisons=paired_comparisons([(run_dir, cfg.seed)], entries, rd.domains), provenance=provenance(cfg),
+                      domains=rd.domains)
     path = write_results(run_dir / "results.json", results)
     render_report(results, run_dir, title=f"skintern {'compare' if compare else 'run'}: {cfg.name}")
     return path
