@@ -231,9 +231,9 @@ def _bbh_format_rows(path: Path) -> list[dict]:
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise SkinternError(f"{path}: example {i}: expected an object with 'input' and 'target'")
-        for field in ("input", "target"):
-            if not isinstance(row.get(field), str) or not row[field].strip():
-                raise SkinternError(f"{path}: example {i}: field {field!r} must be a non-empty string")
+        for name in ("input", "target"):
+            if not isinstance(row.get(name), str) or not row[name].strip():
+                raise SkinternError(f"{path}: example {i}: field {name!r} must be a non-empty string")
     return rows
 
 
