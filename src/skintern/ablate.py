@@ -85,8 +85,8 @@ def combine_variants(cfg: RunConfig, variants: dict[str, RunConfig], per_variant
         runs.append(entry)
         rows[name] = [dict(row, seed=cfg.seed) for ds in entry.eval
                       for row in read_jsonl(predictions_path(variants[name].run_dir, method, ds))]
-    domains = {d: tag for results in per_variant.values() for d, tag in (results.domains or {}).items()}
+    domains = {d: tag for results in per_variant.values() for d, tag in (results.domains or {}).items()} or None
     comparisons = {ABLATION_COMPARISON: compare_methods(rows, BASE, groups=domain_groups(domains))} \
         if len(rows) > 1 else None
     return Results(runs=runs, name=f"{cfg.name} ablations", student=cfg.student.model, seed=cfg.seed,
-                   config=cfg.to_dict(), comparisons=comparisons, provenance=provenance(cfg), domains=domains or None)
+                   config=cfg.to_dict(), comparisons=comparisons, provenance=provenance(cfg), domains=domains)

@@ -20,13 +20,14 @@ from typing import Any, Iterable, Mapping
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from skintern.data import BUILTIN_DOMAINS
 from skintern.errors import SkinternError
 from skintern.files import atomic_write_bytes, atomic_write_text
 from skintern.methods import COST_REFERENCE, UNTRAINED_BASELINE
 from skintern.results import Entry, Results
 from skintern.stats import resolvable_difference, seed_std
 
+UNTAGGED_DOMAINS = {"bbh": "in", "bbsub": "out", "agieval": "out", "arc-easy": "out", "arc-challenge": "out"}
+"""The groups of results.json written before runs stored their datasets' tags (`Results.domains`)."""
 ABLATION_COMPARISON = "ablation_base"
 """results.json `comparisons` key of `skintern ablate`'s variants against the config as written."""
 _MISSING = "–"
@@ -59,9 +60,10 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
             runs.append(run)
     students = {r.student for r in results}
     schedules = [r.schedule for r in results if r.schedule]
-    domains = {d: tag for r in results for d, tag in (r.domains or {}).items()}
+    tagged = any(r.domains is not None for r in results)  # then untagged inputs bring the groups they had
+    domains = {d: tag for r in results for d, tag in (UNTAGGED_DOMAINS if r.domains is None else r.domains).items()}
     return Results(runs=runs, name=" + ".join(names), student=students.pop() if len(students) == 1 else None,
-                   schedule=schedules[0] if len(schedules) == 1 else None, domains=domains or None)
+                   schedule=schedules[0] if len(schedules) == 1 else None, domains=domains if tagged else None)
 
 
 # ---------------------------------------------------------------- numbers
@@ -69,8 +71,8 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
 
 def domain_groups(domains: Mapping[str, str] | None) -> dict[str, tuple[str, ...]]:
     """{"ID": in-domain datasets, "OOD": out-of-domain ones}, from the tags a run stored (`Results.domains`);
-    results without tags (older releases) and built-in benchmarks get the protocol's tags."""
-    tags = {**BUILTIN_DOMAINS, **(domains or {})}
+    results of older releases (None) keep the groups they were reported with."""
+    tags = UNTAGGED_DOMAINS if domains is None else domains
     return {"ID": tuple(d for d, tag in tags.items() if tag == "in"), "OOD": tuple(d for d, tag in tags.items() if tag == "out")}
 
 

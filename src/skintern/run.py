@@ -154,7 +154,7 @@ def dry_run(cfg: RunConfig, compare: bool = False) -> str:
     return "\n".join(lines)
 
 
-def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry], domains: dict[str, str]) -> dict | None:
+def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry], domains: dict[str, str] | None) -> dict | None:
     """Paired differences (bootstrap CI over items, McNemar p) from the saved predictions of every (run folder,
     seed): each method against std-cot, and SKIntern against the best other trained method by pooled accuracy;
     the ID/OOD groups follow the test datasets' `domains` tags."""

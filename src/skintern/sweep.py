@@ -38,7 +38,7 @@ def compare_seeds(cfg: RunConfig) -> Path:
     combined = combine_seeds(per_seed)
     combined.name, combined.config, combined.provenance = cfg.name, cfg.to_dict(), provenance(cfg)
     combined.comparisons = paired_comparisons([(one.run_dir, one.seed) for one in seed_cfgs], per_seed[0].runs,
-                                              combined.domains or {})
+                                              combined.domains)
     path = write_results(cfg.run_dir / "results.json", combined)
     render_report(combined, cfg.run_dir, title=f"skintern compare: {cfg.name} ({len(per_seed)} seeds)")
     return path
