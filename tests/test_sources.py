@@ -299,11 +299,11 @@ def bad_file(tmp_path: Path, case: str) -> tuple[dict, str]:
         return source(path), f"source 'cmp' ({path}): not UTF-8 text (line {line}, byte {at})"
     if case == "rationale-ids":
         rationales = write_jsonl(tmp_path / "r.jsonl", [{"id": "nobody", "rationale": "So the answer is Yes."}])
-        return source(good, rationales=str(rationales)), f"{rationales}:1: field 'id': 'nobody' matches no item of source 'cmp'"
+        return source(good, rationales=str(rationales)), f"{rationales}: row 1: field 'id': 'nobody' matches no item of source 'cmp'"
     if case == "knowledge-ids":
         knowledge = write_jsonl(tmp_path / "k.jsonl", [{"id": "q0", "summary": "1.", "knowledge": "2."},
-                                                       {"id": 7, "summary": "1.", "knowledge": "2."}])
-        return source(good, knowledge=str(knowledge)), f"{knowledge}:2: field 'id': 7 matches no item of source 'cmp'"
+                                                       {"id": "q99", "summary": "1.", "knowledge": "2."}])
+        return source(good, knowledge=str(knowledge)), f"{knowledge}: row 2: field 'id': 'q99' matches no item of source 'cmp'"
     if case == "no-rationale":
         return dict(source(good), fields={"question": "q", "answer": "gold"}), \
             "data.train: source 'cmp' has no train item with a rationale"

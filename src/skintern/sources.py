@@ -21,7 +21,6 @@ import datasets
 from skintern.data import (SourceConfig, Example, answer_kind, extract_answer, is_correct, normalize_answer,
                            stated_answer)
 from skintern.errors import SkinternError
-from skintern.files import numbered_jsonl
 from skintern.knowledge import KnowledgeRecord
 
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -129,11 +128,12 @@ def _read_dataset(cfg: SourceConfig) -> datasets.Dataset:
 
 
 def _text(value: Any) -> str | None:
-    """A cell as text: numbers and booleans as written, empty and null as None."""
-    if value is None:
+    """A cell as text: numbers and booleans as written, empty and null (and lists, mappings) as None."""
+    if type(value) is str:
+        return value.strip() or None
+    if value is None or isinstance(value, (list, dict)):
         return None
-    text = str(value).strip() if not isinstance(value, (list, dict)) else None
-    return text or None
+    return str(value).strip() or None
 
 
 def _chat_turns(value: Any, where: str, name: str) -> tuple[str | None, str | None]:
@@ -246,16 +246,23 @@ def _kind(cfg: SourceConfig, rows: Sequence[_Row]) -> str:
 
 
 def _side_file(cfg: SourceConfig, path: str, texts: tuple[str, ...], items: dict[str, Example]) -> list[tuple[Example, dict]]:
-    """Rows of a rationale/knowledge JSONL keyed by item id; an id naming no row of the source is an error."""
+    """Rows of a rationale/knowledge JSONL (read with `datasets`) keyed by item id; an id naming no item of the
+    source is an error."""
+    side = SourceConfig(name=cfg.name, path=path, format="jsonl")
+    table_ds = _read_dataset(side)
+    table = table_ds.to_dict()
+    for name in ("id", *texts):
+        if name not in table:
+            raise SkinternError(f"{path}: row 1: missing field {name!r}")
     out = []
-    for lineno, row in numbered_jsonl(path, required=("id", *texts)):
-        at = f"{path}:{lineno}"
+    for i in range(len(table_ds)):
+        row = {name: table[name][i] for name in ("id", *texts)}
         ex = items.get(_text(row["id"]) or "")
         if ex is None:
-            raise SkinternError(f"{at}: field 'id': {row['id']!r} matches no item of source {cfg.name!r}")
+            raise SkinternError(f"{path}: row {i + 1}: field 'id': {row['id']!r} matches no item of source {cfg.name!r}")
         for name in texts:
-            if not isinstance(row[name], str) or not row[name].strip():
-                raise SkinternError(f"{at}: field {name!r} must be a non-empty string, got {row[name]!r}")
+            if _text(row[name]) is None or not isinstance(row[name], str):
+                raise SkinternError(f"{path}: row {i + 1}: field {name!r} must be a non-empty string, got {row[name]!r}")
         out.append((ex, row))
     return out
 
