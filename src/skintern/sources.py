@@ -245,25 +245,25 @@ def _kind(cfg: SourceConfig, rows: Sequence[_Row]) -> str:
     return answer_kind(r.answer for r in rows)
 
 
-def _side_file(cfg: SourceConfig, path: str, texts: tuple[str, ...], items: dict[str, Example]) -> list[tuple[Example, dict]]:
-    """Rows of a rationale/knowledge JSONL (read with `datasets`) keyed by item id; an id naming no item of the
-    source is an error."""
-    side = SourceConfig(name=cfg.name, path=path, format="jsonl")
-    table_ds = _read_dataset(side)
+def _side_file(cfg: SourceConfig, path: str, texts: tuple[str, ...], rows: dict[str, int]) -> list[tuple[int, tuple[str, ...]]]:
+    """(row of the source, texts) of each line of a rationale/knowledge JSONL (read with `datasets`) keyed by item
+    id; an id naming no item of the source is an error."""
+    table_ds = _read_dataset(SourceConfig(name=cfg.name, path=path, format="jsonl"))
     table = table_ds.to_dict()
     for name in ("id", *texts):
         if name not in table:
             raise SkinternError(f"{path}: row 1: missing field {name!r}")
+    columns = [table[name] for name in texts]
     out = []
-    for i in range(len(table_ds)):
-        row = {name: table[name][i] for name in ("id", *texts)}
-        ex = items.get(_text(row["id"]) or "")
-        if ex is None:
-            raise SkinternError(f"{path}: row {i + 1}: field 'id': {row['id']!r} matches no item of source {cfg.name!r}")
-        for name in texts:
-            if _text(row[name]) is None or not isinstance(row[name], str):
-                raise SkinternError(f"{path}: row {i + 1}: field {name!r} must be a non-empty string, got {row[name]!r}")
-        out.append((ex, row))
+    for i, raw_id in enumerate(table["id"]):
+        row = rows.get(_text(raw_id) or "")
+        if row is None:
+            raise SkinternError(f"{path}: row {i + 1}: field 'id': {raw_id!r} matches no item of source {cfg.name!r}")
+        values = tuple(column[i] for column in columns)
+        for name, value in zip(texts, values):
+            if type(value) is not str or not value.strip():
+                raise SkinternError(f"{path}: row {i + 1}: field {name!r} must be a non-empty string, got {value!r}")
+        out.append((row, values))
     return out
 
 
@@ -281,26 +281,29 @@ def load_source(cfg: SourceConfig) -> Source:
     kind = _kind(cfg, rows)
     items = [Example(cfg.name, r.task, i, r.question, normalize_answer(r.answer, kind), kind, r.options, r.description)
              for i, r in enumerate(rows)]
-    by_user_id = {r.id: ex for r, ex in zip(rows, items)}
-    candidates: dict[str, list[str]] = {ex.id: [r.rationale] for r, ex in zip(rows, items) if r.rationale}
-    knowledge = {ex.id: KnowledgeRecord(ex.task, ex.index, r.summary, r.knowledge) for r, ex in zip(rows, items) if r.summary}
+    row_of = {r.id: i for i, r in enumerate(rows)}
+    candidates: dict[int, list[str]] = {i: [r.rationale] for i, r in enumerate(rows) if r.rationale}
+    knowledge = {i: (r.summary, r.knowledge) for i, r in enumerate(rows) if r.summary}
     if cfg.rationales:
-        for ex, row in _side_file(cfg, cfg.rationales, ("rationale",), by_user_id):
-            candidates.setdefault(ex.id, []).append(row["rationale"])
+        for i, (rationale,) in _side_file(cfg, cfg.rationales, ("rationale",), row_of):
+            candidates.setdefault(i, []).append(rationale)
     if cfg.knowledge:
-        seen: set[str] = set()
-        for ex, row in _side_file(cfg, cfg.knowledge, ("summary", "knowledge"), by_user_id):
-            if ex.id in seen:
-                raise SkinternError(f"{cfg.knowledge}: two knowledge rows for id {row['id']!r} of source {cfg.name!r}")
-            seen.add(ex.id)
-            knowledge[ex.id] = KnowledgeRecord(ex.task, ex.index, row["summary"], row["knowledge"])
-    rationales = {}
-    for ex in items:
-        good = next((r for r in candidates.get(ex.id, []) if _states_gold(r, ex)), None)
+        seen: set[int] = set()
+        for i, parts in _side_file(cfg, cfg.knowledge, ("summary", "knowledge"), row_of):
+            if i in seen:
+                raise SkinternError(f"{cfg.knowledge}: two knowledge rows for id {rows[i].id!r} of source {cfg.name!r}")
+            seen.add(i)
+            knowledge[i] = parts
+    rationales, wrong = {}, set()
+    for i, found in candidates.items():
+        ex = items[i]
+        good = next((r for r in found if _states_gold(r, ex)), None)
         if good:
             rationales[ex.id] = good
-    wrong = frozenset(i for i in candidates if i not in rationales)
-    return Source(cfg, items, _carve(cfg, len(items)), rationales, list(knowledge.values()), wrong)
+        else:
+            wrong.add(ex.id)
+    records = [KnowledgeRecord(items[i].task, i, summary, text) for i, (summary, text) in knowledge.items()]
+    return Source(cfg, items, _carve(cfg, len(items)), rationales, records, frozenset(wrong))
 
 
 def _carve(cfg: SourceConfig, n: int) -> frozenset[int]:
