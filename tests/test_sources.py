@@ -309,6 +309,8 @@ def bad_file(tmp_path: Path, case: str) -> tuple[dict, str]:
             "data.train: source 'cmp' has no train item with a rationale"
     if case == "hub-offline":
         return {"name": "cmp", "hub": "someone/some-task"}, "source 'cmp' (someone/some-task): the hub is offline"
+    if case == "hub-unreachable":
+        return {"name": "cmp", "hub": "someone/some-task"}, "source 'cmp' (someone/some-task): the hub is unreachable; save"
     if case == "unknown-suffix":
         path = tmp_path / "task.txt"
         path.write_text("x")
@@ -321,11 +323,16 @@ def bad_file(tmp_path: Path, case: str) -> tuple[dict, str]:
 
 
 @pytest.mark.parametrize("case", ["empty", "not-utf8", "rationale-ids", "knowledge-ids", "no-rationale", "hub-offline",
-                                  "unknown-suffix", "malformed-json"])
+                                  "hub-unreachable", "unknown-suffix", "malformed-json"])
 def test_a_bad_source_file_is_one_line(tmp_path, tiny_student_dir, capsys, monkeypatch, case):
     import skintern.run
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if case == "hub-unreachable":  # online as far as the settings go, but nothing listens where the hub should be
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(skintern.run, "load_student", lambda *a: pytest.fail("a model was loaded before the data was checked"))
     train, expected = bad_file(tmp_path, case)
     config = write_config(tmp_path, tiny_student_dir, [train], [source(write_jsonl(tmp_path / "t.jsonl", comparison_rows(2, 50)), "t")])
@@ -343,6 +350,8 @@ def test_a_bad_source_file_is_one_line(tmp_path, tiny_student_dir, capsys, monke
     ({"train": [{"name": "a", "path": "x.jsonl", "domain": "near"}]}, "data.train[0].domain: expected one of in, out"),
     ({"train": [{"name": "a", "path": "x.jsonl", "test_fraction": 1.0}]}, "data.train[0].test_fraction: expected a value"),
     ({"train": [{"name": "a", "path": "x.jsonl", "fields": {"summary": "s"}}]}, "data.train[0].fields.knowledge: knowledge has two parts"),
+    ({"train": [{"name": "a", "path": "x.jsonl", "fields": {"options": "o"}, "answer_kind": "text"}]},
+     "data.train[0].answer_kind: rows with options (fields.options) have choice answers, got 'text'"),
     ({"eval": ["a"]}, "eval.datasets: expected one of bbh, bbsub, agieval, arc-easy, arc-challenge, gsm8k, a user source"),
 ])
 def test_a_bad_source_setting_is_one_line_naming_the_key(tmp_path, capsys, entry, expected):

@@ -118,6 +118,8 @@ class SourceConfig:
         check_choice("format", self.format, SOURCE_FORMATS)
         if self.answer_kind is not None:
             check_choice("answer_kind", self.answer_kind, ANSWER_KINDS)
+            if self.fields.options is not None and self.answer_kind != "choice":
+                raise SettingError("answer_kind", f"rows with options (fields.options) have choice answers, got {self.answer_kind!r}")
         check_choice("domain", self.domain, DOMAINS)
         if self.limit is not None:
             check_range("limit", self.limit, 1)

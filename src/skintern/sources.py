@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import datasets
 
@@ -89,13 +91,26 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
+def _hub_reachable() -> bool:
+    """One short connection to the hub's host: unreachable, `datasets` would retry for half a minute instead."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)),
+                                 timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
 def _read_dataset(cfg: SourceConfig) -> datasets.Dataset:
     """The source's rows as one Dataset, kept in memory (nothing cached on disk, so nothing goes stale)."""
     datasets.disable_progress_bars()
     if cfg.hub is not None:
-        if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise SkinternError(f"{_where(cfg)}: the hub is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE); save the "
-                                f"dataset to local files (.jsonl, .csv, .parquet or a save_to_disk folder) and set path:")
+        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+        if offline or not _hub_reachable():
+            state = "offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)" if offline else "unreachable"
+            raise SkinternError(f"{_where(cfg)}: the hub is {state}; save the dataset to local files (.jsonl, .csv, "
+                                f".parquet or a save_to_disk folder) and set path:")
         try:
             return datasets.load_dataset(cfg.hub, split=cfg.split)
         except Exception as e:  # noqa: BLE001 - any hub failure is one line with the way out
