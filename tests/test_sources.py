@@ -89,6 +89,13 @@ def test_a_jsonl_task_runs_to_results_and_report(tmp_path, tiny_student_dir, cap
     predicted = [json.loads(x) for x in (run_dir / "predictions" / "std-cot-cmp.jsonl").read_text().splitlines()]
     assert {p["id"] for p in predicted} == test_ids
 
+    # the same config over an edited file: the finished results are not passed off as the new file's
+    write_jsonl(path, comparison_rows(20)[:19] + [dict(comparison_rows(20)[19], q="Is 9 greater than 1?")])
+    capsys.readouterr()
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "finished with a different config (source_files.cmp.path: " in err and "\n" not in err
+
 
 def test_mixed_training_from_two_sources_with_in_and_out_tags(tmp_path, tiny_student_dir, capsys):
     """Two train sources with caps; the report's ID and OOD averages group the test sources by their tags."""

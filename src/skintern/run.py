@@ -30,6 +30,7 @@ from skintern.methods.rundata import RunData, load_run_data
 from skintern.prompts import cot_target
 from skintern.report import domain_groups, render_report
 from skintern.retrieval import ExampleRetriever
+from skintern.sources import file_digests
 from skintern.results import DatasetScore, Entry, QueryFlops, Results, load_entry, write_results
 from skintern.stats import compare_methods
 from skintern.student import Student, load_student
@@ -80,8 +81,13 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
 
 
 def run_settings(cfg: RunConfig) -> dict:
-    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare", "ablate")}
+    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, plus
+    the content of user sources' files (`source_files`, only when there are any)."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "output_dir", "method", "compare", "ablate")}
+    digests = file_digests([*cfg.data.train, *cfg.eval.datasets])
+    if digests:
+        settings["source_files"] = digests
+    return settings
 
 
 def prediction_settings(cfg: RunConfig) -> dict:

@@ -8,6 +8,8 @@ keys of two sources never collide, and an item's index is its row number in the 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import random
 import socket
@@ -23,6 +25,7 @@ import datasets
 from skintern.data import (SourceConfig, Example, answer_kind, extract_answer, is_correct, normalize_answer,
                            stated_answer)
 from skintern.errors import SkinternError
+from skintern.files import fingerprint
 from skintern.knowledge import KnowledgeRecord
 
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -330,3 +333,32 @@ def _carve(cfg: SourceConfig, n: int) -> frozenset[int]:
     k = min(n - 1, max(1, round(cfg.test_fraction * n)))
     return frozenset(random.Random(cfg.seed).sample(range(n), k))
 
+
+
+# ---------------------------------------------------------------- what a result was made from
+
+
+def file_digests(sources: Sequence[str | SourceConfig]) -> dict[str, str]:
+    """Content digests of the user sources' local files (source, side files), by "<name>.<key>": a user edits
+    their files, and a result made from an older version must not be taken for one of the current files."""
+    out = {}
+    for source in sources:
+        if isinstance(source, SourceConfig):
+            for key in ("path", "rationales", "knowledge"):
+                path = getattr(source, key)
+                if path is not None and Path(path).exists():
+                    stat = Path(path).stat()
+                    out[f"{source.name}.{key}"] = _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """Keyed by size and modification time as well, so an edited file is hashed again."""
+    if Path(path).is_dir():
+        return fingerprint(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
