@@ -253,6 +253,24 @@ def test_the_gsm8k_config_dry_run_shows_its_plan(shared_data, capsys, monkeypatc
     assert not any("<<" in r or "####" in r for r in rd.rationales.values())
 
 
+def test_the_custom_task_example_generates_and_plans(tmp_path, capsys, monkeypatch):
+    """examples/custom-task: its generator's files load through its config (paths relative to the repository root)."""
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    example = REPO / "examples" / "custom-task"
+    subprocess.run([sys.executable, str(example / "make_data.py"), "--out", "examples/custom-task/data"], check=True)
+    assert main(["compare", str(example / "config.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "test items: shop 60, time 20" in out
+    assert [line.split()[:2] for line in out.splitlines() if line.split()[:1] in (["std-cot"], ["skintern"])] == \
+        [["std-cot", "yes"], ["skintern", "yes"]]
+    rd = run_data(example / "config.yaml")
+    assert rd.domains == {"shop": "in", "time": "out"} and {ex.task for ex in rd.train} == {"shop/total", "shop/change", "shop/split"}
+    assert all((ex.task, ex.index) in rd.knowledge for ex in rd.train) and not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------- bad input
 
 
