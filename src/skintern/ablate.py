@@ -15,7 +15,7 @@ from skintern.config import RunConfig, apply_dotted, config_from_dict
 from skintern.errors import SkinternError
 from skintern.files import read_jsonl
 from skintern.methods import METHODS
-from skintern.report import ABLATION_COMPARISON, IN_DOMAIN, OUT_OF_DOMAIN, render_report
+from skintern.report import ABLATION_COMPARISON, domain_groups, render_report
 from skintern.results import Results, load_results, write_results
 from skintern.run import checked_data, predictions_path, provenance, run
 from skintern.stats import compare_methods
@@ -85,7 +85,8 @@ def combine_variants(cfg: RunConfig, variants: dict[str, RunConfig], per_variant
         runs.append(entry)
         rows[name] = [dict(row, seed=cfg.seed) for ds in entry.eval
                       for row in read_jsonl(predictions_path(variants[name].run_dir, method, ds))]
-    comparisons = {ABLATION_COMPARISON: compare_methods(rows, BASE, groups={"ID": IN_DOMAIN, "OOD": OUT_OF_DOMAIN})} \
+    domains = {d: tag for results in per_variant.values() for d, tag in (results.domains or {}).items()} or None
+    comparisons = {ABLATION_COMPARISON: compare_methods(rows, BASE, groups=domain_groups(domains))} \
         if len(rows) > 1 else None
     return Results(runs=runs, name=f"{cfg.name} ablations", student=cfg.student.model, seed=cfg.seed,
-                   config=cfg.to_dict(), comparisons=comparisons, provenance=provenance(cfg))
+                   config=cfg.to_dict(), comparisons=comparisons, provenance=provenance(cfg), domains=domains)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skintern.data import DataConfig
+from skintern.data import DATASETS, DataConfig, SourceConfig
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalConfig
 from skintern.methods import METHODS, MethodSettings
@@ -108,6 +108,11 @@ class RunConfig:
             raise SettingError("name", f"expected a folder name without '/', got {self.name!r}")
         check_choice("method", self.method, METHODS)
         self.methods = {**default_method_settings(), **self.methods}
+        carved = [s.name for s in self.data.train if isinstance(s, SourceConfig) and s.test_fraction is not None]
+        for source in self.eval.datasets:
+            if isinstance(source, str) and source not in DATASETS and source not in carved:
+                raise SettingError("eval.datasets", f"expected one of {', '.join(DATASETS)}, a user source "
+                                   f"{{name, path, ...}} or a data.train source with a test_fraction, got {source!r}")
 
     @property
     def run_dir(self) -> Path:

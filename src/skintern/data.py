@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from skintern.errors import SkinternError
 from skintern.files import read_json, read_jsonl, read_text
-from skintern.schema import check_nonempty, check_range
+from skintern.schema import SettingError, check_choice, check_nonempty, check_range
 
 DATASETS = ("bbh", "bbsub", "agieval", "arc-easy", "arc-challenge", "gsm8k")
+TRAIN_DATASETS = ("bbh", "gsm8k")
+"""Built-in benchmarks that can train: BBH with its teacher files, GSM8K with its own worked solutions."""
+DOMAINS = ("in", "out")
+BUILTIN_DOMAINS = {"bbh": "in", "gsm8k": "in", "bbsub": "out", "agieval": "out", "arc-easy": "out", "arc-challenge": "out"}
+"""The protocol's tags (SKIntern / CasCoD): BBH and GSM8K are in-domain, the rest out-of-domain."""
+SOURCE_FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "disk")
 ANSWER_KINDS = ("choice", "yes_no", "true_false", "validity", "number", "text")
 DEFAULT_DATA_DIR = "../shared/data"
 SPLITS = ("train", "test")
@@ -35,15 +41,117 @@ _BRACKETS = set("()[]{}<>")
 
 
 @dataclass
+class FieldMap:
+    """Which field of a user source's rows holds what; None: the source has no such field."""
+
+    question: str = "question"
+    answer: str | None = "answer"
+    """None: the answer is the one the rationale states ("... the answer is X", "#### X", else its last line)."""
+    options: str | None = None
+    """A list of option texts, or a mapping letter -> text; the answer is a letter or an option's text."""
+    rationale: str | None = None
+    """A worked solution ending in the answer: the CoT the student learns."""
+    summary: str | None = None
+    """The learning summary part of the item's knowledge."""
+    knowledge: str | None = None
+    """The supplementary knowledge part of the item's knowledge."""
+    id: str | None = None
+    """A unique id per row, for rationale/knowledge files; None: the row number (0-based)."""
+    task: str | None = None
+    """Groups rows into tasks for per-task tables; None: the whole source is one task."""
+    description: str | None = None
+    """A per-row task description (a constant one is `SourceConfig.description`)."""
+    messages: str | None = None
+    """Chat rows: a list of {role, content} turns, the user turn the question, the assistant turn the rationale
+    ending in the answer. Used when set, or when the rows have this `messages` field and no question field."""
+
+    def __post_init__(self):
+        for key in ("question", "answer", "options", "rationale", "summary", "knowledge", "id", "task", "description",
+                    "messages"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise SettingError(key, "expected a field name, got an empty string")
+        if (self.summary is None) != (self.knowledge is None):
+            raise SettingError("summary" if self.summary is None else "knowledge",
+                               "knowledge has two parts: map both summary and knowledge, or neither")
+
+
+@dataclass
+class SourceConfig:
+    """A user's own task: a file, a `save_to_disk` folder or a hub dataset, read through Hugging Face `datasets`."""
+
+    name: str
+    """Names the source in results and reports; unique, not a built-in benchmark's name."""
+    path: str | None = None
+    """A .jsonl/.json/.csv/.parquet file, or a folder written by `Dataset.save_to_disk`."""
+    hub: str | None = None
+    """A hub dataset id instead of `path` (needs the hub; offline, point `path` at local files)."""
+    format: str = "auto"
+    """auto (from the suffix; a folder is `disk`) | jsonl | json | csv | parquet | disk."""
+    split: str = "train"
+    """The split to read of a hub dataset or a saved DatasetDict."""
+    fields: FieldMap = field(default_factory=FieldMap)
+    description: str | None = None
+    """One task description for every row (or `fields.description` per row)."""
+    answer_kind: str | None = None
+    """choice | yes_no | true_false | validity | number | text; None: inferred from the answers."""
+    domain: str = "in"
+    """in | out: which average (ID or OOD) this source's test accuracy counts towards."""
+    limit: int | None = None
+    """Use only the first N items (of the train part as a train source, of the test part as a test source)."""
+    test_fraction: float | None = None
+    """Carve this share of the rows out as the test part (named by this source's name in eval.datasets)."""
+    seed: int = 0
+    """Seed of the train/test carving."""
+    rationales: str | None = None
+    """A JSONL file of {"id", "rationale"} rows for this source's items (in addition to fields.rationale)."""
+    knowledge: str | None = None
+    """A JSONL file of {"id", "summary", "knowledge"} rows for this source's items."""
+
+    def __post_init__(self):
+        if not self.name.strip() or "/" in self.name:
+            raise SettingError("name", f"expected a name without '/', got {self.name!r}")
+        if self.name in DATASETS:
+            raise SettingError("name", f"{self.name!r} is a built-in benchmark; name it by its bare name or pick another")
+        if (self.path is None) == (self.hub is None):
+            raise SettingError("path", f"source {self.name!r}: set exactly one of path (local files) and hub (a hub id)")
+        check_choice("format", self.format, SOURCE_FORMATS)
+        if self.answer_kind is not None:
+            check_choice("answer_kind", self.answer_kind, ANSWER_KINDS)
+            if self.fields.options is not None and self.answer_kind != "choice":
+                raise SettingError("answer_kind", f"rows with options (fields.options) have choice answers, got {self.answer_kind!r}")
+        check_choice("domain", self.domain, DOMAINS)
+        if self.limit is not None:
+            check_range("limit", self.limit, 1)
+        if self.test_fraction is not None:
+            check_range("test_fraction", self.test_fraction, 0, 1, low_open=True, high_open=True)
+
+
+def source_name(source: str | SourceConfig) -> str:
+    return source if isinstance(source, str) else source.name
+
+
+def check_unique_sources(key: str, sources: Sequence[str | SourceConfig]) -> None:
+    """Results, predictions and knowledge are keyed by source name, so two sources of one list must differ."""
+    names = [source_name(s) for s in sources]
+    for name in names:
+        if names.count(name) > 1:
+            raise SettingError(key, f"source {name!r} is listed twice")
+
+
+@dataclass
 class DataConfig:
     """The `data:` section: where the benchmarks and the teacher's outputs are, and what trains."""
 
     data_dir: str | None = None
     """Default: $SKINTERN_DATA_DIR, else ../shared/data."""
+    train: list[str | SourceConfig] = field(default_factory=lambda: ["bbh"])
+    """Training sources: built-in bbh (data.tasks, teacher_cot, knowledge) or gsm8k (its worked solutions), and
+    user sources, mixed."""
     tasks: list[str] | None = None
     """BBH tasks to train on (and to test on in-domain); None = all 27."""
     train_per_task: int | None = None
-    """Cap on BBH train items per task (the first N of the split)."""
+    """Cap on built-in train items per task (the first N of the split)."""
     teacher_cot: str | None = None
     """Rationales JSONL; default: <data_dir>/bbh/teacher/code-davinci-002-cot.jsonl."""
     knowledge: str | None = None
@@ -52,6 +160,11 @@ class DataConfig:
     """Train every method only on items that have teacher knowledge (fair comparisons)."""
 
     def __post_init__(self):
+        check_nonempty("train", self.train)
+        for source in self.train:
+            if isinstance(source, str):
+                check_choice("train", source, TRAIN_DATASETS)
+        check_unique_sources("train", self.train)
         check_nonempty("tasks", self.tasks)
         if self.train_per_task is not None:
             check_range("train_per_task", self.train_per_task, 1)
@@ -68,6 +181,8 @@ class Example:
     answer: str
     kind: str
     options: tuple[str, ...] = ()
+    description: str = ""
+    """The task description a user source gives its rows (BBH's come from its prompt files)."""
 
     @property
     def id(self) -> str:
@@ -118,9 +233,9 @@ def _bbh_format_rows(path: Path) -> list[dict]:
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise SkinternError(f"{path}: example {i}: expected an object with 'input' and 'target'")
-        for field in ("input", "target"):
-            if not isinstance(row.get(field), str) or not row[field].strip():
-                raise SkinternError(f"{path}: example {i}: field {field!r} must be a non-empty string")
+        for name in ("input", "target"):
+            if not isinstance(row.get(name), str) or not row[name].strip():
+                raise SkinternError(f"{path}: example {i}: field {name!r} must be a non-empty string")
     return rows
 
 
@@ -239,20 +354,32 @@ def _load_agieval(root: Path, split: str, tasks: Sequence[str] | None) -> list[E
     return out
 
 
-def _load_gsm8k(root: Path, split: str, tasks: Sequence[str] | None) -> list[Example]:
-    """GSM8K gold is the number after "####"; the worked solution before it is not needed for scoring."""
+def _gsm8k_rows(root: Path, split: str) -> list[tuple[Path, int, dict]]:
     if split not in SPLITS:
         raise SkinternError(f"unknown GSM8K split {split!r}; expected one of {', '.join(SPLITS)}")
-    _select(["gsm8k"], tasks, "GSM8K")
     path = root / "gsm8k" / f"{split}.jsonl"
-    out = []
+    rows = []
     for i, row in enumerate(read_jsonl(path, required=("question", "answer"))):
         answer = str(row["answer"])
         if "####" not in answer or not _NUMBER_RE.search(answer.rsplit("####", 1)[1]):
             raise SkinternError(f"{path}: record {i + 1}: field 'answer' must end with '#### <number>'")
-        gold = normalize_answer(answer.rsplit("####", 1)[1], "number")
-        out.append(Example("gsm8k", "gsm8k", i, str(row["question"]), gold, "number"))
-    return out
+        rows.append((path, i, row))
+    return rows
+
+
+def _load_gsm8k(root: Path, split: str, tasks: Sequence[str] | None) -> list[Example]:
+    """GSM8K gold is the number after "####"; the worked solution before it is its rationale (`gsm8k_solutions`)."""
+    _select(["gsm8k"], tasks, "GSM8K")
+    return [Example("gsm8k", "gsm8k", i, str(row["question"]), normalize_answer(str(row["answer"]).rsplit("####", 1)[1], "number"),
+                    "number") for _, i, row in _gsm8k_rows(root, split)]
+
+
+def gsm8k_solutions(data_dir: str | os.PathLike | None, split: str) -> dict[int, str]:
+    """Item index -> its worked solution as a CoT: calculator annotations `<<48/2=24>>` dropped, the `#### N`
+    line dropped (the training target ends in the answer sentence instead)."""
+    root = resolve_data_dir(data_dir)
+    return {i: re.sub(r"<<[^>]*>>", "", str(row["answer"]).rsplit("####", 1)[0]).strip()
+            for _, i, row in _gsm8k_rows(root, split)}
 
 
 def _load_bbh_split(root: Path, split: str, tasks: Sequence[str] | None) -> list[Example]:
@@ -348,8 +475,14 @@ def answer_kind(targets: Iterable[str]) -> str:
         **{kind: (lambda v, words=words: v.lower() in words) for kind, words in _WORD_KINDS.items()},
         "number": lambda v: bool(re.fullmatch(r"-?\d+", v)),
     }
+    tolerated = 0.05 * len(values)
     for kind, test in tests.items():
-        if sum(map(test, values)) >= 0.95 * len(values):
+        misses = 0
+        for value in values:
+            misses += not test(value)
+            if misses > tolerated:  # stop at the first kind's failure, large sources have 100,000s of targets
+                break
+        else:
             return kind
     return "text"
 
@@ -405,6 +538,15 @@ def normalize_answer(text: str, kind: str) -> str:
     if kind == "number":
         return _normalize_number(text) or text.strip()
     return _normalize_text(text)
+
+
+def stated_answer(text: str) -> str | None:
+    """The answer a worked solution states, raw: after its last "the answer is", else after "#### ", else None."""
+    span = _answer_span(text)
+    if span is None:
+        marked = re.findall(r"####\s*(.+)", text)
+        span = marked[-1].strip() if marked else None
+    return span or None
 
 
 def _answer_span(text: str) -> str | None:

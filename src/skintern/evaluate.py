@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from skintern.data import DATASETS, Example, extract_answer, is_correct
+from skintern.data import Example, SourceConfig, check_unique_sources, extract_answer, is_correct, source_name
 from skintern.files import changed_settings, read_jsonl, write_json, write_jsonl
 from skintern.flops import ModelShape, query_flops
 from skintern.generation import BACKENDS, Generation, Generator
@@ -26,8 +26,9 @@ from skintern.schema import SettingError, check_choice, check_nonempty, check_ra
 class EvalConfig:
     """The `eval:` section: which test items every method is scored on, and how it generates."""
 
-    datasets: list[str] = field(default_factory=lambda: ["bbh"])
-    """Test datasets: bbh (in-domain), bbsub, agieval, arc-easy, arc-challenge (out-of-domain), gsm8k."""
+    datasets: list[str | SourceConfig] = field(default_factory=lambda: ["bbh"])
+    """Test datasets: bbh, gsm8k (in-domain), bbsub, agieval, arc-easy, arc-challenge (out-of-domain); a user
+    source (its `domain` tags it); or the name of a data.train source with a test_fraction (its test part)."""
     tasks: dict[str, list[str]] = field(default_factory=dict)
     """Per-dataset task subset; bbh defaults to data.tasks."""
     per_task: int | None = None
@@ -44,12 +45,12 @@ class EvalConfig:
 
     def __post_init__(self):
         check_nonempty("datasets", self.datasets)
-        for name in self.datasets:
-            check_choice("datasets", name, DATASETS)
+        check_unique_sources("datasets", self.datasets)
+        names = self.names
         for key, mapping in (("tasks", self.tasks), ("per_dataset", self.per_dataset)):
             for name in mapping:
-                if name not in self.datasets:
-                    raise SettingError(f"{key}.{name}", f"not one of eval.datasets ({', '.join(self.datasets)})")
+                if name not in names:
+                    raise SettingError(f"{key}.{name}", f"not one of eval.datasets ({', '.join(names)})")
         for name, cap in self.per_dataset.items():
             check_range(f"per_dataset.{name}", cap, 1)
         if self.per_task is not None:
@@ -58,6 +59,10 @@ class EvalConfig:
         if self.max_new_tokens is not None:
             check_range("max_new_tokens", self.max_new_tokens, 1)
         check_choice("backend", self.backend, BACKENDS)
+
+    @property
+    def names(self) -> list[str]:
+        return [source_name(s) for s in self.datasets]
 
 
 ANSWER_MARGIN = 4

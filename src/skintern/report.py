@@ -15,7 +15,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -26,8 +26,8 @@ from skintern.methods import COST_REFERENCE, UNTRAINED_BASELINE
 from skintern.results import Entry, Internalization, Results
 from skintern.stats import resolvable_difference, seed_std
 
-IN_DOMAIN = ("bbh",)
-OUT_OF_DOMAIN = ("bbsub", "agieval", "arc-easy", "arc-challenge")
+UNTAGGED_DOMAINS = {"bbh": "in", "bbsub": "out", "agieval": "out", "arc-easy": "out", "arc-challenge": "out"}
+"""The groups of results.json written before runs stored their datasets' tags (`Results.domains`)."""
 ABLATION_COMPARISON = "ablation_base"
 """results.json `comparisons` key of `skintern ablate`'s variants against the config as written."""
 _MISSING = "–"
@@ -60,18 +60,34 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
             runs.append(run)
     students = {r.student for r in results}
     schedules = [r.schedule for r in results if r.schedule]
+    tagged = any(r.domains is not None for r in results)  # then untagged inputs bring the groups they had
+    domains = {d: tag for r in results for d, tag in (UNTAGGED_DOMAINS if r.domains is None else r.domains).items()}
     return Results(runs=runs, name=" + ".join(names), student=students.pop() if len(students) == 1 else None,
-                   schedule=schedules[0] if len(schedules) == 1 else None)
+                   schedule=schedules[0] if len(schedules) == 1 else None, domains=domains if tagged else None)
 
 
 # ---------------------------------------------------------------- numbers
 
 
+def domain_groups(domains: Mapping[str, str] | None) -> dict[str, tuple[str, ...]]:
+    """{"ID": in-domain datasets, "OOD": out-of-domain ones}, from the tags a run stored (`Results.domains`);
+    results of older releases (None) keep the groups they were reported with."""
+    tags = UNTAGGED_DOMAINS if domains is None else domains
+    return {"ID": tuple(d for d, tag in tags.items() if tag == "in"), "OOD": tuple(d for d, tag in tags.items() if tag == "out")}
+
+
 def dataset_columns(results: Results) -> list[str]:
     """Datasets present in any run: in-domain first, then out-of-domain, then the rest as found."""
     seen = {d: None for run in results.runs for d in run.eval}
-    known = [d for d in IN_DOMAIN + OUT_OF_DOMAIN if d in seen]
+    groups = domain_groups(results.domains)
+    known = [d for d in groups["ID"] + groups["OOD"] if d in seen]
     return known + [d for d in seen if d not in known]
+
+
+def _first_in_domain(results: Results) -> str | None:
+    """The dataset of the per-task table and plot: the first in-domain one present."""
+    seen = {d for run in results.runs for d in run.eval}
+    return next((d for d in domain_groups(results.domains)["ID"] if d in seen), None)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -113,14 +129,15 @@ def summary_table(results: Results) -> list[dict]:
     """One row per run: method, accuracy per dataset, ID/OOD averages with their spread over seeds and
     per-query cost (None when absent)."""
     datasets = dataset_columns(results)
+    groups = domain_groups(results.domains)
     rows = []
     for run in results.runs:
         row: dict[str, Any] = {"method": _label(run, results)}
         row.update({d: _accuracy(run, d) for d in datasets})
-        row["id_avg"] = _group_avg(run, IN_DOMAIN)
-        row["ood_avg"] = _group_avg(run, OUT_OF_DOMAIN)
-        row["id_std"] = _group_spread(run, IN_DOMAIN)
-        row["ood_std"] = _group_spread(run, OUT_OF_DOMAIN)
+        row["id_avg"] = _group_avg(run, groups["ID"])
+        row["ood_avg"] = _group_avg(run, groups["OOD"])
+        row["id_std"] = _group_spread(run, groups["ID"])
+        row["ood_std"] = _group_spread(run, groups["OOD"])
         row["prompt_tokens"] = run.prompt_tokens_per_query
         row["generated_tokens"] = run.generated_tokens_per_query
         row["flops_per_query"] = _total_flops(run)
@@ -481,9 +498,11 @@ def loss_curve_figure(curves: list[LossCurve]) -> Figure:
 
 def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list[_Block]]]:
     """The report's content, independent of the output format."""
+    present = dataset_columns(results)
+    groups = {name: [d for d in group if d in present] for name, group in domain_groups(results.domains).items()}
     sections: list[tuple[str, list[_Block]]] = [
-        ("Accuracy", ["Accuracy in percent. ID = in-domain (" + ", ".join(IN_DOMAIN) + "), OOD = out-of-domain "
-                      "(" + ", ".join(OUT_OF_DOMAIN) + "), averaged over the datasets present."
+        ("Accuracy", ["Accuracy in percent. ID = in-domain (" + (", ".join(groups["ID"]) or "none") + "), OOD = "
+                      "out-of-domain (" + (", ".join(groups["OOD"]) or "none") + "), averaged over the datasets present."
                       + (" a ± b: mean ± sample std over seeds." if _has_spread(results) else ""),
                       _accuracy_table(results)]),
         ("Inference cost", [_cost_table(results)]),
@@ -508,8 +527,8 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
         sections.append(("Change vs the untrained student", [
             f"Accuracy change against method {UNTRAINED_BASELINE!r} on the same items (same dataset and n), "
             "in percentage points.", "\n".join(deltas)]))
-    dataset = IN_DOMAIN[0]
-    tasks, runs = _per_task(results, dataset)
+    dataset = _first_in_domain(results)
+    tasks, runs = _per_task(results, dataset) if dataset else ([], [])
     if tasks:
         sections.append((f"Per-task accuracy ({dataset})", [_per_task_table(tasks, runs)]))
     if results.schedule:
@@ -561,7 +580,7 @@ def _comparison_blocks(results: Results) -> list[_Block]:
 def _resolution_line(results: Results) -> str:
     """How small a difference the test set can tell apart, from its item counts alone."""
     parts = []
-    for name, group in (("ID", IN_DOMAIN), ("OOD", OUT_OF_DOMAIN)):
+    for name, group in domain_groups(results.domains).items():
         n = max((sum(run.eval[d].n for d in group if d in run.eval) for run in results.runs), default=0)
         if n:
             parts.append(f"{name} ±{100 * resolvable_difference(n):.1f} pp on {n} items")
@@ -634,8 +653,8 @@ def _plots(results: Results, out_dir: Path) -> dict[str, Path]:
     rows = summary_table(results)
     if any(r["flops_per_query"] for r in rows):
         written["accuracy_vs_flops.png"] = _plot_accuracy_vs_flops(rows, out_dir / "accuracy_vs_flops.png")
-    dataset = IN_DOMAIN[0]
-    tasks, runs = _per_task(results, dataset)
+    dataset = _first_in_domain(results)
+    tasks, runs = _per_task(results, dataset) if dataset else ([], [])
     if tasks:
         written["per_task.png"] = _plot_per_task(tasks, runs, dataset, out_dir / "per_task.png")
     if results.schedule and results.schedule.get("stages"):

@@ -145,6 +145,8 @@ class Results:
     precision and the project's git commit (`run.provenance`)."""
     internalization: Internalization | None = None
     """The internalization check of the run's SKIntern student (`internalization.check_internalization`)."""
+    domains: dict[str, str] | None = None
+    """Test dataset -> in | out, the groups of the ID/OOD averages; absent (older releases): the built-in tags."""
 
     def __post_init__(self):
         if not self.runs:

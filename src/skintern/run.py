@@ -29,9 +29,10 @@ from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Contex
 from skintern.methods.base import TrainPlan
 from skintern.methods.rundata import RunData, load_run_data
 from skintern.prompts import cot_target
-from skintern.report import IN_DOMAIN, OUT_OF_DOMAIN, render_report
+from skintern.report import domain_groups, render_report
 from skintern.retrieval import ExampleRetriever
 from skintern.results import DatasetScore, Entry, Internalization, QueryFlops, Results, load_entry, load_results, write_results
+from skintern.sources import file_digests
 from skintern.stats import compare_methods
 from skintern.student import Student, load_student
 from skintern.train import load_trained_weights, resolve_precision, with_lora
@@ -83,10 +84,14 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
 def run_settings(cfg: RunConfig) -> dict:
     """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, the
     internalization section while it is off (it changes nothing then, so runs from before it keep their entries),
-    and where training is logged (`train.report_to`: a tracker changes no result)."""
+    and where training is logged (`train.report_to`: a tracker changes no result); plus the content of user
+    sources' files (`source_files`, only when there are any)."""
     skip = ("name", "output_dir", "method", "compare", "ablate") + (() if cfg.internalization.enabled else ("internalization",))
     settings = {k: v for k, v in cfg.to_dict().items() if k not in skip}
     settings["train"] = {k: v for k, v in settings["train"].items() if k != "report_to"}
+    digests = file_digests([*cfg.data.train, *cfg.eval.datasets])
+    if digests:
+        settings["source_files"] = digests
     return settings
 
 
@@ -161,12 +166,13 @@ def dry_run(cfg: RunConfig, compare: bool = False) -> str:
     return "\n".join(lines)
 
 
-def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry]) -> dict | None:
+def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry], domains: dict[str, str] | None) -> dict | None:
     """Paired differences (bootstrap CI over items, McNemar p) from the saved predictions of every (run folder,
-    seed): each method against std-cot, and SKIntern against the best other trained method by pooled accuracy."""
+    seed): each method against std-cot, and SKIntern against the best other trained method by pooled accuracy;
+    the ID/OOD groups follow the test datasets' `domains` tags."""
     rows = {e.method: [dict(row, seed=seed) for run_dir, seed in seed_runs for ds in e.eval
                        for row in read_jsonl(predictions_path(run_dir, e.method, ds))] for e in entries}
-    groups = {"ID": IN_DOMAIN, "OOD": OUT_OF_DOMAIN}
+    groups = domain_groups(domains)
     out = {}
     if COST_REFERENCE in rows:
         out[COST_REFERENCE] = compare_methods(rows, COST_REFERENCE, groups=groups)
@@ -232,8 +238,9 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
     schedules = [e.extras["schedule"] for e in entries if e.extras and "schedule" in e.extras]
     results = Results(runs=entries, name=cfg.name, student=cfg.student.model, seed=cfg.seed, config=cfg.to_dict(),
                       schedule=schedules[0] if schedules else None,
-                      comparisons=paired_comparisons([(run_dir, cfg.seed)], entries), provenance=provenance(cfg),
-                      internalization=internalization_check(cfg, rd, run_dir, [e.method for e in entries]))
+                      comparisons=paired_comparisons([(run_dir, cfg.seed)], entries, rd.domains), provenance=provenance(cfg),
+                      internalization=internalization_check(cfg, rd, run_dir, [e.method for e in entries]),
+                      domains=rd.domains)
     path = write_results(run_dir / "results.json", results)
     render_report(results, run_dir, title=f"skintern {'compare' if compare else 'run'}: {cfg.name}")
     return path

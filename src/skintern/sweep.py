@@ -37,7 +37,8 @@ def compare_seeds(cfg: RunConfig) -> Path:
         per_seed.append(load_results(run(one, compare=True)))
     combined = combine_seeds(per_seed)
     combined.name, combined.config, combined.provenance = cfg.name, cfg.to_dict(), provenance(cfg)
-    combined.comparisons = paired_comparisons([(one.run_dir, one.seed) for one in seed_cfgs], per_seed[0].runs)
+    combined.comparisons = paired_comparisons([(one.run_dir, one.seed) for one in seed_cfgs], per_seed[0].runs,
+                                              combined.domains)
     path = write_results(cfg.run_dir / "results.json", combined)
     render_report(combined, cfg.run_dir, title=f"skintern compare: {cfg.name} ({len(per_seed)} seeds)")
     return path
@@ -91,5 +92,5 @@ def combine_seeds(per_seed: list[Results]) -> Results:
         runs.append(merged)
     head = per_seed[0]
     return Results(runs=runs, name=head.name, student=head.student, teacher=head.teacher, seed=head.seed, seeds=seeds,
-                   config=head.config, schedule=head.schedule)
+                   config=head.config, schedule=head.schedule, domains=head.domains)
 
