@@ -1,6 +1,8 @@
 """Distillation methods behind one `method:` config key, one file each (see `methods.base` for the seam).
 
     prompt        untrained student, zero-shot CoT (`prompt-fewshot`: BBH's 3-shot CoT prompt)
+    zero-shot     untrained student, asked for the answer at once (no rationale)
+    fine-tune     question -> gold answer, no rationale; answers at once
     std-cot       question -> rationale + answer
     mt-cot        rationale generation and answer prediction as two tasks; infers the answer
     step-by-step  the same with [label] / [rationale] task prefixes (Hsieh et al. 2023)
@@ -15,14 +17,16 @@ from __future__ import annotations
 
 from skintern.methods.base import Context, Fitted, Method, MethodSettings
 from skintern.methods.cascod import CasCoD
+from skintern.methods.finetune import FineTune
 from skintern.methods.kard import KARD
 from skintern.methods.multitask import MTCoT, StepByStep
-from skintern.methods.prompting import FewShotPrompt, ZeroShotPrompt
+from skintern.methods.prompting import FewShotPrompt, ZeroShotAnswer, ZeroShotPrompt
 from skintern.methods.skintern import SKIntern
 from skintern.methods.std_cot import StdCoT
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (ZeroShotPrompt, FewShotPrompt, StdCoT, MTCoT, StepByStep, KARD, CasCoD, SKIntern)
+    cls.name: cls for cls in (ZeroShotPrompt, FewShotPrompt, ZeroShotAnswer, FineTune, StdCoT, MTCoT, StepByStep,
+                              KARD, CasCoD, SKIntern)
 }
 
 UNTRAINED_BASELINE = ZeroShotPrompt.name
