@@ -3,10 +3,24 @@ augmented fine-tuning, KARD's BM25 retriever, and the teacher's row (tiny studen
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
+from skintern.config import config_from_dict
+from skintern.data import Example
+from skintern.errors import SkinternError
 from skintern.methods.base import AnswerOnly
-from tests.test_methods import DESC, TEST, TRAIN, Recorder, cfg, make  # noqa: F401  (fixtures)
+from skintern.knowledge import KnowledgeRecord, KnowledgeStore
+from skintern.methods.kard import KARD, KARDSettings
+from skintern.methods.rundata import RunData
+from skintern.prompts import cot_prompt
+from skintern.retrieval import BM25Retriever, Passage
+from skintern.run import build_method
+from skintern.student import Student
+from tests.test_methods import DESC, RATIONALES, TEST, TRAIN, Recorder, cfg, make  # noqa: F401  (fixtures)
 
 
 def test_fine_tune_trains_and_answers_without_a_rationale(cfg, make):
@@ -35,3 +49,91 @@ def test_zero_shot_asks_the_untrained_student_for_the_answer_at_once(make, tiny_
     assert generate.calls == [([
         f"{DESC}\n\nQ: {TEST.question}\n"
         'Reply only with the sentence "The answer is X." where X is Yes or No.\nA: The answer is'], method.ctx.caps.answer)]
+
+
+# ---------------------------------------------------------------- BM25 and knowledge-augmented fine-tuning
+
+PASSAGES = [
+    {"text": "Kyle Palmieri is an American ice hockey player."},
+    {"text": "A touchdown scores six points in American football."},
+    {"text": "Joao Moutinho is a Portuguese footballer."},
+]
+
+
+def passage_file(tmp_path, rows=PASSAGES) -> str:
+    path = tmp_path / "passages.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_bm25_returns_the_best_matching_passages_best_first():
+    corpus = [Passage("p0", "The cat sat on the mat."), Passage("p1", "A hockey player was called for slashing."),
+              Passage("p2", "Slashing is a hockey penalty; slashing with the stick."), Passage("p3", "Dogs chase cats."),
+              Passage("own", "Palmieri slashing hockey hockey.", question="Was Palmieri slashing in hockey?")]
+    retriever = BM25Retriever(corpus)
+    query = Example("bbh", "t", 9, "Was Palmieri slashing in hockey?", "Yes", "yes_no")
+    assert [p.id for p in retriever.top_k(query, 3)] == ["p2", "p1"]  # never its own passage; none without a shared word
+    assert [p.id for p in retriever.top_k(query, 1)] == ["p2"]
+    cat = Example("bbh", "t", 10, "Where did the cat sit?", "mat", "text")
+    assert [p.id for p in retriever.top_k(cat, 3)] == ["p0"]
+    assert retriever.top_k(Example("bbh", "t", 11, "Is it so?", "Yes", "yes_no"), 3) == []  # stopwords only
+
+
+def test_kaft_trains_and_answers_with_retrieved_passages_and_no_rationale(cfg, make, tmp_path):
+    settings = cfg.methods["kaft"]
+    settings.retriever, settings.passages, settings.top_k, settings.answer_max_new_tokens = "bm25", passage_file(tmp_path), 2, 4
+    method = make("kaft")
+    first, second = method.train_pairs()[:2]
+    assert (first.prompt, first.target) == (
+        f"{DESC}\n\nKnowledge:\nJoao Moutinho is a Portuguese footballer.\n\n"
+        f"Q: {TRAIN[0].question}\nA: The answer is", " No.")
+    assert second.prompt == f"{DESC}\n\nKnowledge:\nKyle Palmieri is an American ice hockey player.\n\nQ: {TRAIN[1].question}\nA: The answer is"
+    generate = Recorder(" No.")
+    method.infer([TEST], generate)
+    assert generate.calls == [([
+        f"{DESC}\n\nKnowledge:\nKyle Palmieri is an American ice hockey player.\n\n"
+        "A touchdown scores six points in American football.\n\n"
+        f"Q: {TEST.question}\nA: The answer is"], 4)]
+
+
+def test_kard_bm25_over_the_teacher_knowledge_never_retrieves_an_items_own(cfg, tiny_model, tiny_tokenizer, tmp_path):
+    facts = ["Moutinho plays soccer; a screen pass is American football.",
+             "Palmieri plays ice hockey; slashing is a hockey penalty.", "Jamal Murray plays basketball."]
+    store = KnowledgeStore([KnowledgeRecord("sports_understanding", i, "1. Find the sport.", fact) for i, fact in enumerate(facts)])
+    rd = RunData(data_dir=Path("."), train_pool=TRAIN, train=TRAIN, rationales=RATIONALES, tests={"bbh": [TEST]},
+                 descriptions={"sports_understanding": DESC}, fewshot={}, knowledge=store)
+    cfg.methods["kard"].retriever = "bm25"
+    method = build_method("kard", cfg, rd, Student(tiny_model, tiny_tokenizer, "tiny", "."), tmp_path)
+    palmieri = f"Learning summary:\n1. Find the sport.\nSupplementary knowledge:\n{facts[1]}"
+    assert method.prompt(TEST) == f"{DESC}\n\nKnowledge:\n{palmieri}\n\nQ: {TEST.question}\nA: Let's think step by step."
+    # the Palmieri training item's own knowledge is the only passage sharing its words: it gets none
+    assert [pair.prompt for pair in method.train_pairs()][1] == cot_prompt(DESC, TRAIN[1].question)
+
+
+def test_kard_bm25_from_a_passage_file(cfg, make, tmp_path):
+    cfg.methods["kard"].retriever, cfg.methods["kard"].passages = "bm25", passage_file(tmp_path)
+    prompt = make("kard").prompt(TEST)
+    assert prompt == (f"{DESC}\n\nKnowledge:\nKyle Palmieri is an American ice hockey player.\n\n"
+                      f"A touchdown scores six points in American football.\n\nQ: {TEST.question}\nA: Let's think step by step.")
+
+
+@pytest.mark.parametrize("line, error", [
+    ({"txt": "a"}, "passages.jsonl:2: missing field 'text'"),
+    ({"text": 3}, "passages.jsonl:2: field 'text' must be a non-empty string, got 3"),
+    ({"text": "  "}, "passages.jsonl:2: field 'text' must be a non-empty string, got '  '"),
+])
+def test_a_bad_passage_file_names_file_line_and_field_before_a_model_loads(cfg, tmp_path, line, error):
+    path = passage_file(tmp_path, [PASSAGES[0], line])
+    settings = KARDSettings(retriever="bm25", passages=path)
+    with pytest.raises(SkinternError, match=re.escape(error)) as info:
+        KARD.check(settings, None, cfg.teacher)
+    assert str(info.value).startswith(str(tmp_path)) and "\n" not in str(info.value)
+
+
+def test_kard_settings_are_checked_when_the_config_loads():
+    with pytest.raises(SkinternError, match=r"^c.yaml: methods.kard.passages: needs retriever: bm25"):
+        config_from_dict({"methods": {"kard": {"passages": "p.jsonl"}}}, "c.yaml")
+    with pytest.raises(SkinternError, match=r"^c.yaml: methods.kaft.retriever: expected one of dense, bm25, got 'sparse'"):
+        config_from_dict({"methods": {"kaft": {"retriever": "sparse"}}}, "c.yaml")
+    with pytest.raises(SkinternError, match=r"^c.yaml: methods.kaft.answer_max_new_tokens: expected a value >= 1"):
+        config_from_dict({"methods": {"kaft": {"answer_max_new_tokens": 0}}}, "c.yaml")

@@ -6,7 +6,8 @@
     std-cot       question -> rationale + answer
     mt-cot        rationale generation and answer prediction as two tasks; infers the answer
     step-by-step  the same with [label] / [rationale] task prefixes (Hsieh et al. 2023)
-    kard          retrieved training knowledge in the prompt, at training and at inference
+    kard          retrieved training knowledge (or passages) in the prompt, at training and at inference
+    kaft          fine-tune with kard's retrieved passages in the prompt (knowledge-augmented fine-tuning)
     cascod        question -> rationale, then question + rationale -> answer (two passes)
     skintern      progressive internalization of knowledge and examples; infers from the question
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from skintern.methods.base import Context, Fitted, Method, MethodSettings
 from skintern.methods.cascod import CasCoD
 from skintern.methods.finetune import FineTune
+from skintern.methods.kaft import KAFT
 from skintern.methods.kard import KARD
 from skintern.methods.multitask import MTCoT, StepByStep
 from skintern.methods.prompting import FewShotPrompt, ZeroShotAnswer, ZeroShotPrompt
@@ -25,7 +27,7 @@ from skintern.methods.skintern import SKIntern
 from skintern.methods.std_cot import StdCoT
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (ZeroShotPrompt, FewShotPrompt, ZeroShotAnswer, FineTune, StdCoT, MTCoT, StepByStep,
+    cls.name: cls for cls in (ZeroShotPrompt, FewShotPrompt, ZeroShotAnswer, FineTune, KAFT, StdCoT, MTCoT, StepByStep,
                               KARD, CasCoD, SKIntern)
 }
 
