@@ -12,15 +12,21 @@ import pytest
 from skintern.config import config_from_dict
 from skintern.data import Example
 from skintern.errors import SkinternError
+from skintern.files import read_jsonl
 from skintern.methods.base import AnswerOnly
 from skintern.knowledge import KnowledgeRecord, KnowledgeStore
 from skintern.methods.kard import KARD, KARDSettings
 from skintern.methods.rundata import RunData
+from skintern.methods.teacher import Teacher, TeacherSettings
 from skintern.prompts import cot_prompt
+from skintern.report import render_report
+from skintern.results import DatasetScore, Entry, QueryFlops, Results
 from skintern.retrieval import BM25Retriever, Passage
-from skintern.run import build_method
+from skintern.run import build_method, evaluate_method
 from skintern.student import Student
-from tests.test_methods import DESC, RATIONALES, TEST, TRAIN, Recorder, cfg, make  # noqa: F401  (fixtures)
+from skintern.teacher.config import TeacherConfig
+from tests.fake_openai import FakeOpenAI
+from tests.test_methods import DESC, RATIONALES, TEST, TRAIN, Recorder, cfg, make, sports  # noqa: F401  (fixtures)
 
 
 def test_fine_tune_trains_and_answers_without_a_rationale(cfg, make):
@@ -137,3 +143,67 @@ def test_kard_settings_are_checked_when_the_config_loads():
         config_from_dict({"methods": {"kaft": {"retriever": "sparse"}}}, "c.yaml")
     with pytest.raises(SkinternError, match=r"^c.yaml: methods.kaft.answer_max_new_tokens: expected a value >= 1"):
         config_from_dict({"methods": {"kaft": {"answer_max_new_tokens": 0}}}, "c.yaml")
+
+
+# ---------------------------------------------------------------- the teacher's row
+
+SECOND = sports(11, "Jamal Murray", "hit a three pointer", "Yes")
+
+
+def teacher_entry(cfg, tiny_model, tiny_tokenizer, tmp_path) -> Entry:
+    rd = RunData(data_dir=Path("."), train_pool=TRAIN, train=TRAIN, rationales=RATIONALES, tests={"bbh": [TEST, SECOND]},
+                 descriptions={"sports_understanding": DESC}, fewshot={})
+    Teacher.check(cfg.settings("teacher"), rd, cfg.teacher)
+    method = build_method("teacher", cfg, rd, Student(tiny_model, tiny_tokenizer, "tiny", "."), tmp_path)
+    fitted = method.fit()
+    assert not method.trains and fitted.stats is None
+    return evaluate_method(method, fitted.model, cfg, tmp_path, "untrained tiny")
+
+
+def test_the_teacher_row_is_scored_from_a_file_without_cost_figures(cfg, tiny_model, tiny_tokenizer, tmp_path):
+    answers = tmp_path / "teacher.jsonl"
+    answers.write_text(json.dumps({"id": TEST.id, "output": "Palmieri plays hockey. So the answer is no."}) + "\n"
+                       + json.dumps({"id": SECOND.id, "output": "Murray plays basketball. So the answer is no."}) + "\n")
+    cfg.methods["teacher"].answers = str(answers)
+    entry = teacher_entry(cfg, tiny_model, tiny_tokenizer, tmp_path)
+    assert entry.eval["bbh"].accuracy == 0.5 and entry.eval["bbh"].n == 2
+    assert entry.flops_per_query is None and entry.prompt_tokens_per_query is None and entry.wall_time_per_query_s is None
+    assert "flops_per_query" not in entry.to_dict() and entry.extras == {"answers": str(answers)}
+    rows = read_jsonl(tmp_path / "predictions" / "teacher-bbh.jsonl")
+    assert [(r["prediction"], r["correct"]) for r in rows] == [("No", True), ("No", False)] and "flops" not in rows[0]
+
+    student = Entry("std-cot", {"bbh": DatasetScore(0.5, 2)}, prompt_tokens_per_query=40.0, generated_tokens_per_query=9.0,
+                    flops_per_query=QueryFlops(2e9, 1e9), wall_time_per_query_s=0.1)
+    render_report(Results(runs=[student, entry], student="tiny"), tmp_path / "report")
+    table = (tmp_path / "report" / "report.md").read_text().split("## Inference cost")[1].split("##")[0]
+    teacher_row = next(line for line in table.splitlines() if line.startswith("| teacher |"))
+    assert teacher_row == "| teacher | – | – | – | – | – | – | – | – | – |"  # no FLOPs, no ratio to std-cot
+    assert "| std-cot | 40.0 | 9.0 | 2.00 | 1.00 | 3.00 | 0.10 | – | 1.00× | 1.00× |" in table
+
+
+def test_the_teacher_row_from_the_endpoint(cfg, tiny_model, tiny_tokenizer, tmp_path):
+    def reply(body):
+        return "Jamal Murray plays basketball. So the answer is yes." if "Murray" in body["messages"][0]["content"] else "I cannot tell."
+
+    with FakeOpenAI(reply) as fake:
+        cfg.teacher = TeacherConfig(base_url=fake.base_url, model="fake-teacher", max_retries=0,
+                                    cache_path=str(tmp_path / "cache.sqlite"))
+        entry = teacher_entry(cfg, tiny_model, tiny_tokenizer, tmp_path)
+    assert entry.eval["bbh"].accuracy == 0.5 and entry.eval["bbh"].no_answer == 0.5 and entry.flops_per_query is None
+    assert entry.extras == {"teacher": "fake-teacher", "base_url": fake.base_url}
+    instruction = 'End with the sentence "Therefore, the answer is X." where X is Yes or No.\nA: Let\'s think step by step.'
+    assert sorted((body["messages"] for body in fake.bodies), key=str) == [
+        [{"role": "user", "content": f"{DESC}\n\nQ: {ex.question}\n{instruction}"}] for ex in (SECOND, TEST)]
+
+
+def test_a_teacher_file_must_answer_every_test_item(cfg, tmp_path):
+    answers = tmp_path / "teacher.jsonl"
+    answers.write_text(json.dumps({"id": TEST.id, "output": "So the answer is no."}) + "\n" + json.dumps({"id": 3}) + "\n")
+    rd = RunData(data_dir=Path("."), train_pool=TRAIN, train=TRAIN, rationales=RATIONALES, tests={"bbh": [TEST, SECOND]},
+                 descriptions={}, fewshot={})
+    with pytest.raises(SkinternError, match=re.escape(f"{answers}:2: missing field 'output'")):
+        Teacher.check(TeacherSettings(answers=str(answers)), rd, cfg.teacher)
+    answers.write_text(json.dumps({"id": TEST.id, "output": "So the answer is no."}) + "\n")
+    with pytest.raises(SkinternError, match=re.escape(f"{answers}: no teacher answer for 1 of 2 test items "
+                                                      f"(field 'id'; first missing: {SECOND.id})")):
+        Teacher.check(TeacherSettings(answers=str(answers)), rd, cfg.teacher)

@@ -10,6 +10,7 @@
     kaft          fine-tune with kard's retrieved passages in the prompt (knowledge-augmented fine-tuning)
     cascod        question -> rationale, then question + rationale -> answer (two passes)
     skintern      progressive internalization of knowledge and examples; infers from the question
+    teacher       the teacher's answers to the test items (a file or the `teacher:` endpoint), no cost figures
 
 `METHODS` is the one list of method names: config validation, CLI help, report and export read it.
 Adding a method is its file plus one line here."""
@@ -25,10 +26,11 @@ from skintern.methods.multitask import MTCoT, StepByStep
 from skintern.methods.prompting import FewShotPrompt, ZeroShotAnswer, ZeroShotPrompt
 from skintern.methods.skintern import SKIntern
 from skintern.methods.std_cot import StdCoT
+from skintern.methods.teacher import Teacher
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls for cls in (ZeroShotPrompt, FewShotPrompt, ZeroShotAnswer, FineTune, KAFT, StdCoT, MTCoT, StepByStep,
-                              KARD, CasCoD, SKIntern)
+                              KARD, CasCoD, SKIntern, Teacher)
 }
 
 UNTRAINED_BASELINE = ZeroShotPrompt.name
