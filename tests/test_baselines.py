@@ -26,6 +26,7 @@ from skintern.run import build_method, evaluate_method
 from skintern.student import Student
 from skintern.teacher.config import TeacherConfig
 from tests.fake_openai import FakeOpenAI
+from tests.test_fair_floor import SPORTS, chat_tokenizer, untrained
 from tests.test_methods import DESC, RATIONALES, TEST, TRAIN, Recorder, cfg, make, sports  # noqa: F401  (fixtures)
 
 
@@ -57,6 +58,13 @@ def test_zero_shot_asks_the_untrained_student_for_the_answer_at_once(make, tiny_
         'Reply only with the sentence "The answer is X." where X is Yes or No.\nA: The answer is'], method.ctx.caps.answer)]
 
 
+def test_zero_shot_under_a_chat_template_starts_the_reply_with_the_answer(tiny_tokenizer, tmp_path):
+    tok = chat_tokenizer(tiny_tokenizer)
+    direct = 'Reply only with the sentence "The answer is X." where X is Yes or No.'
+    assert untrained("zero-shot", tok, tmp_path).prompt(SPORTS) == (
+        f"<|user|>\n{DESC}\n\nQ: {SPORTS.question}\n{direct}</s>\n<|assistant|>\nThe answer is")
+
+
 # ---------------------------------------------------------------- BM25 and knowledge-augmented fine-tuning
 
 PASSAGES = [
@@ -83,6 +91,7 @@ def test_bm25_returns_the_best_matching_passages_best_first():
     cat = Example("bbh", "t", 10, "Where did the cat sit?", "mat", "text")
     assert [p.id for p in retriever.top_k(cat, 3)] == ["p0"]
     assert retriever.top_k(Example("bbh", "t", 11, "Is it so?", "Yes", "yes_no"), 3) == []  # stopwords only
+    assert BM25Retriever([]).top_k(query, 3) == []
 
 
 def test_kaft_trains_and_answers_with_retrieved_passages_and_no_rationale(cfg, make, tmp_path):

@@ -173,7 +173,8 @@ class BM25Retriever:
 
         self.passages = list(passages)
         self._index = bm25s.BM25()
-        self._index.index(_words([p.text for p in self.passages]), show_progress=False)
+        if self.passages:  # bm25s cannot index nothing; a run without knowledge retrieves nothing
+            self._index.index(_words([p.text for p in self.passages]), show_progress=False)
 
     def top_k(self, query, k: int) -> list[Passage]:
         """The k best-scoring passages for `query.question`, best first, ties in corpus order; a passage that shares
