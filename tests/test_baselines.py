@@ -96,13 +96,14 @@ def test_bm25_returns_the_best_matching_passages_best_first():
 
 def test_kaft_trains_and_answers_with_retrieved_passages_and_no_rationale(cfg, make, tmp_path):
     settings = cfg.methods["kaft"]
-    settings.retriever, settings.passages, settings.top_k, settings.answer_max_new_tokens = "bm25", passage_file(tmp_path), 2, 4
+    settings.retriever, settings.passages, settings.answer_max_new_tokens = "bm25", passage_file(tmp_path), 4
     method = make("kaft")
     first, second = method.train_pairs()[:2]
     assert (first.prompt, first.target) == (
         f"{DESC}\n\nKnowledge:\nJoao Moutinho is a Portuguese footballer.\n\n"
         f"Q: {TRAIN[0].question}\nA: The answer is", " No.")
-    assert second.prompt == f"{DESC}\n\nKnowledge:\nKyle Palmieri is an American ice hockey player.\n\nQ: {TRAIN[1].question}\nA: The answer is"
+    assert second.prompt == (f"{DESC}\n\nKnowledge:\nKyle Palmieri is an American ice hockey player.\n\n"
+                             f"Q: {TRAIN[1].question}\nA: The answer is")
     generate = Recorder(" No.")
     method.infer([TEST], generate)
     assert generate.calls == [([
@@ -145,13 +146,18 @@ def test_a_bad_passage_file_names_file_line_and_field_before_a_model_loads(cfg, 
     assert str(info.value).startswith(str(tmp_path)) and "\n" not in str(info.value)
 
 
-def test_kard_settings_are_checked_when_the_config_loads():
+def test_the_new_settings_are_checked_when_the_config_loads():
     with pytest.raises(SkinternError, match=r"^c.yaml: methods.kard.passages: needs retriever: bm25"):
         config_from_dict({"methods": {"kard": {"passages": "p.jsonl"}}}, "c.yaml")
     with pytest.raises(SkinternError, match=r"^c.yaml: methods.kaft.retriever: expected one of dense, bm25, got 'sparse'"):
         config_from_dict({"methods": {"kaft": {"retriever": "sparse"}}}, "c.yaml")
     with pytest.raises(SkinternError, match=r"^c.yaml: methods.kaft.answer_max_new_tokens: expected a value >= 1"):
         config_from_dict({"methods": {"kaft": {"answer_max_new_tokens": 0}}}, "c.yaml")
+    with pytest.raises(SkinternError, match=r"^c.yaml: methods.teacher.answers: expected a file path or null"):
+        config_from_dict({"methods": {"teacher": {"answers": " "}}}, "c.yaml")
+    loaded = config_from_dict({"methods": {"kard": {"retriever": "bm25", "top_k": 3, "passages": "p.jsonl"}}}, "c.yaml")
+    kard = loaded.methods["kard"]
+    assert (kard.retriever, kard.top_k, kard.passages) == ("bm25", 3, "p.jsonl")
 
 
 # ---------------------------------------------------------------- the teacher's row
