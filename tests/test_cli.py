@@ -99,7 +99,7 @@ def test_malformed_teacher_line_names_file_and_line(tmp_path, tiny_student_dir, 
     [
         ({"train": {"epochz": 1}}, None, "unknown key 'train.epochz'"),
         ({"train": {"epochs": "two"}}, None, "train.epochs: expected float"),
-        ({"method": "magic"}, None, "method: expected one of prompt, prompt-fewshot, std-cot"),
+        ({"method": "magic"}, None, "method: expected one of prompt, prompt-fewshot, zero-shot"),
     ],
 )
 def test_bad_config_keys(tmp_path, tiny_student_dir, shared_data, capsys, section, value, expected):

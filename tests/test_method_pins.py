@@ -1,5 +1,6 @@
 """Behaviour pins: every method, run end to end on the tiny in-code student over real BBH items, gives the
-training losses and greedy predictions recorded in `fixtures/method_pins.json`.
+training losses and greedy predictions recorded in `fixtures/method_pins.json` (all but `teacher`, whose answers
+are not the student's: tests/test_baselines.py).
 
 The pins guard refactors of the method seam: a change that is meant to preserve behaviour must leave them
 as they are. A change that is meant to alter training or inference regenerates them on purpose:
@@ -18,7 +19,8 @@ import yaml
 from skintern.files import read_json, read_jsonl
 
 PINS = Path(__file__).parent / "fixtures" / "method_pins.json"
-METHODS = ["prompt", "prompt-fewshot", "std-cot", "mt-cot", "step-by-step", "kard", "cascod", "skintern"]
+METHODS = ["prompt", "prompt-fewshot", "zero-shot", "fine-tune", "kaft", "std-cot", "mt-cot", "step-by-step", "kard", "cascod",
+           "skintern"]
 
 
 def pin_config(data_dir: Path, student: Path, out: Path) -> dict:

@@ -75,7 +75,8 @@ class Recorder:
 
 def test_the_registry_names_every_method_once():
     assert all(name == cls.name and issubclass(cls, Method) for name, cls in METHODS.items())
-    assert list(METHODS) == ["prompt", "prompt-fewshot", "std-cot", "mt-cot", "step-by-step", "kard", "cascod", "skintern"]
+    assert list(METHODS) == ["prompt", "prompt-fewshot", "zero-shot", "fine-tune", "kaft", "std-cot", "mt-cot", "step-by-step",
+                            "kard", "cascod", "skintern", "teacher"]
 
 
 def test_std_cot_format(make):

@@ -62,7 +62,8 @@ def _cmd_eval(args) -> int:
     entry = evaluate_trained(load_config(args.config, args.set), args.weights)
     for name, score in entry.eval.items():
         print(f"{name}: accuracy {100 * score.accuracy:.1f}% on {score.n} items")
-    print(f"prompt tokens per query: {entry.prompt_tokens_per_query:.1f}")
+    if entry.prompt_tokens_per_query is not None:  # None: the answers are not the student's (the teacher)
+        print(f"prompt tokens per query: {entry.prompt_tokens_per_query:.1f}")
     return 0
 
 

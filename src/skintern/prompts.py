@@ -57,27 +57,33 @@ def augmented_prompt(
 
 CHAT_COT_START = "Let's think step by step."
 """How an untrained student's reply starts under a chat template: it continues the reasoning, as after COT_TRIGGER."""
+DIRECT_START = "The answer is"
+"""How an answer-only reply starts (no rationale): fine-tuning's prompts and the answer-only zero-shot student."""
 ANSWER_HINTS = {"choice": "the letter of the correct option, like (A)", "yes_no": "Yes or No",
                 "true_false": "True or False", "validity": "valid or invalid", "number": "a number"}
 """Answer kind -> what X is in `answer_instruction` (free text: "the final answer")."""
 
 
-def answer_instruction(kind: str) -> str:
-    """Asks an untrained student for the closing sentence trained students learn and the scorer reads."""
+def answer_instruction(kind: str, direct: bool = False) -> str:
+    """Asks an untrained student for the closing sentence trained students learn and the scorer reads; `direct`:
+    for that answer at once, without reasoning (the answer-only zero-shot baseline)."""
     hint = ANSWER_HINTS.get(kind, "the final answer")
+    if direct:
+        return f'Reply only with the sentence "{DIRECT_START} X." where X is {hint}.'
     return f'End with the sentence "{ANSWER_SENTENCE.format("X")}" where X is {hint}.'
 
 
-def untrained_prompt(tokenizer, context: str, question: str, kind: str) -> str:
+def untrained_prompt(tokenizer, context: str, question: str, kind: str, direct: bool = False) -> str:
     """Prompt of an untrained student: `context` (task head or few-shot examples) + question + answer instruction.
 
     An Instruct model is prompted as it was tuned, in its tokenizer's chat template: all of this is the user turn
-    and the reply starts with CHAT_COT_START. A tokenizer without a template gets the plain Q:/A: format."""
-    user = f"{context}Q: {question.strip()}\n{answer_instruction(kind)}"
+    and the reply starts with CHAT_COT_START (`direct`: with DIRECT_START). A tokenizer without a template gets the
+    plain Q:/A: format."""
+    user = f"{context}Q: {question.strip()}\n{answer_instruction(kind, direct)}"
     if not tokenizer.chat_template:
-        return f"{user}\n{COT_TRIGGER}"
+        return f"{user}\nA: {DIRECT_START}" if direct else f"{user}\n{COT_TRIGGER}"
     text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
-    return without_second_bos(tokenizer, text) + CHAT_COT_START
+    return without_second_bos(tokenizer, text) + (DIRECT_START if direct else CHAT_COT_START)
 
 
 def without_second_bos(tokenizer, text: str) -> str:

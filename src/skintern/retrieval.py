@@ -1,7 +1,9 @@
-"""Few-shot example selection: the training examples whose questions are most similar to a query.
+"""Few-shot example selection: the training examples whose questions are most similar to a query; and
+BM25 passage retrieval (KARD's sparse retriever).
 
-Only the pool (training examples) is ever embedded and searched, so test items cannot leak into a
-prompt (and a run's training pool holds no item whose question is a test question, see `methods.rundata`).
+Only the pool (training examples, or passages given by the user) is ever indexed and searched, so test items
+cannot leak into a prompt (and a run's training pool holds no item whose question is a test question, see
+`methods.rundata`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from skintern.errors import SkinternError
+from skintern.files import numbered_jsonl
 from skintern.schema import check_choice
 
 EMBEDDERS = ("auto", "sentence-transformers", "tfidf")
@@ -133,6 +136,63 @@ class ExampleRetriever:
                 picked.append(ex)
                 if len(picked) == k:
                     break
+        return picked
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A text to retrieve. `question`: the training question it was written for (None for a passage from a user's
+    file), so that a training item never retrieves its own knowledge."""
+
+    id: str
+    text: str
+    question: str | None = None
+
+
+def load_passages(path: str | Path) -> list[Passage]:
+    """A JSONL passage file, one {"text": ...} per line; a bad line is one error naming the file, line and field."""
+    passages = []
+    for lineno, row in numbered_jsonl(path, required=("text",)):
+        if not isinstance(row["text"], str) or not row["text"].strip():
+            raise SkinternError(f"{path}:{lineno}: field 'text' must be a non-empty string, got {row['text']!r}")
+        passages.append(Passage(f"{Path(path).name}:{lineno}", row["text"]))
+    if not passages:
+        raise SkinternError(f"{path}: no passage (expected one JSON object with a 'text' field per line)")
+    return passages
+
+
+def _words(texts: list[str]) -> list[list[str]]:
+    """Lower-cased words of two or more letters, English stopwords dropped (bm25s's tokenizer)."""
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+
+class BM25Retriever:
+    """Okapi BM25 (the `bm25s` package, Lucene's variant) over passages, queried with a question."""
+
+    def __init__(self, passages: Sequence[Passage]):
+        import bm25s
+
+        self.passages = list(passages)
+        self._index = bm25s.BM25()
+        if self.passages:  # bm25s cannot index nothing; a run without knowledge retrieves nothing
+            self._index.index(_words([p.text for p in self.passages]), show_progress=False)
+
+    def top_k(self, query, k: int) -> list[Passage]:
+        """The k best-scoring passages for `query.question`, best first, ties in corpus order; a passage that shares
+        no word with the question is not retrieved, nor one written for this item or a copy of its question."""
+        words = _words([query.question])[0]
+        if not words or not self.passages:
+            return []
+        scores = np.round(self._index.get_scores(words), 6)  # equal texts tie exactly, then corpus order decides
+        picked = []
+        for i in np.argsort(-scores, kind="stable"):
+            passage = self.passages[i]
+            if scores[i] <= 0 or len(picked) == k:
+                break
+            if passage.id != query.id and passage.question != query.question:
+                picked.append(passage)
         return picked
 
 

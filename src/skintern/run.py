@@ -57,7 +57,7 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
     are not reused."""
     student = method.ctx.student
     generate = method.ctx.caps.generator(cfg.eval, model, student.tokenizer)
-    shape = model_shape(model.config)
+    shape = model_shape(model.config) if method.student_answers else None
     evals, results = {}, []
     for name, examples in method.ctx.data.tests.items():
         res: EvalResult = evaluate(lambda batch: method.infer(batch, generate), examples,
@@ -68,17 +68,14 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
         results.append(res)
     n = sum(r.n for r in results) or 1
     avg = lambda f: sum(f(r) * r.n for r in results) / n  # noqa: E731
-    return Entry(
-        method=method.name,
-        student=student.name,
-        eval=evals,
+    cost = dict(
         prompt_tokens_per_query=avg(lambda r: r.prompt_tokens_per_query),
         generated_tokens_per_query=avg(lambda r: r.generated_tokens_per_query),
         flops_per_query=QueryFlops(**{k: avg(lambda r: r.flops_per_query[k]) for k in ("prefill", "generation")}),
         wall_time_per_query_s=avg(lambda r: r.wall_time_per_query_s),
         max_new_tokens=generate.max_new_tokens,
-        extras=method.result_extras() or None,
-    )
+    ) if method.student_answers else {}  # the teacher's answers: the student's cost is not theirs, so none is given
+    return Entry(method=method.name, student=student.name, eval=evals, extras=method.result_extras() or None, **cost)
 
 
 def run_settings(cfg: RunConfig) -> dict:
@@ -204,12 +201,14 @@ def provenance(cfg: RunConfig) -> dict:
 
 
 def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, TrainPlan]]:
-    """Everything `run` (and its dry run) checks before a model is loaded: the output folder, the data, and for a
-    compare that every trained method sees the same items the same number of times (SKIntern's stages split the
-    epochs the baselines train) unless compare.allow_unequal_budgets. Returns the data and each trained
-    method's plan."""
+    """Everything `run` (and its dry run) checks before a model is loaded: the output folder, the data, what each
+    method reads itself (`Method.check`), and for a compare that every trained method sees the same items the
+    same number of times (SKIntern's stages split the epochs the baselines train) unless
+    compare.allow_unequal_budgets. Returns the data and each trained method's plan."""
     check_writable_dir(cfg.output_dir, "output_dir")
     rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
+    for m in methods_to_run(cfg, compare):
+        METHODS[m].check(cfg.settings(m), rd, cfg.teacher)
     plans = {m: METHODS[m].plan(cfg.settings(m), rd, cfg.train) for m in methods_to_run(cfg, compare) if METHODS[m].trains}
     budgets = {m: plan.budget for m, plan in plans.items()}
     if compare and len(set(budgets.values())) > 1 and not cfg.compare.allow_unequal_budgets:

@@ -89,6 +89,9 @@ class Method:
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
     trains: ClassVar[bool] = True
     pairs_per_item: ClassVar[int] = 1
+    student_answers: ClassVar[bool] = True
+    """False when the answers come from elsewhere (the teacher): the entry then has no cost figures, since the
+    student's tokens and FLOPs would not be what those answers cost."""
 
     def __init__(self, settings: MethodSettings, ctx: Context):
         self.settings, self.ctx = settings, ctx
@@ -124,6 +127,11 @@ class Method:
                          train.max_steps if train.max_steps > 0 else None)
 
     @classmethod
+    def check(cls, settings: MethodSettings, data: RunData, teacher: TeacherConfig) -> None:
+        """Fail before a model loads on inputs the method reads itself (KARD's passage file, the teacher's
+        answers); most methods read nothing beyond the run's data."""
+
+    @classmethod
     def describe(cls, settings: MethodSettings) -> str:
         """What to tell a reader about the method's own settings in a plan or a model card (SKIntern: its schedule)."""
         return ""
@@ -144,3 +152,19 @@ class Method:
     def cot_pair(self, ex: Example, prompt: str | None = None) -> SFTExample:
         rationale = self.ctx.data.rationales[ex.id]
         return SFTExample(ex.id, prompt if prompt is not None else self.prompt(ex), cot_target(rationale, ex.answer))
+
+
+class AnswerOnly(Method):
+    """A method that answers without a rationale: one pass under the answer cap (`AnswerCapSettings`)."""
+
+    settings: AnswerCapSettings
+
+    def infer(self, examples: Sequence[Example], generate: Generator) -> list[list[Generation]]:
+        return [[g] for g in generate([self.prompt(ex) for ex in examples], self.answer_cap)]
+
+    @property
+    def answer_cap(self) -> int:
+        return self.settings.answer_max_new_tokens or self.ctx.caps.answer
+
+    def result_extras(self) -> dict[str, Any]:
+        return {"answer_max_new_tokens": self.answer_cap}

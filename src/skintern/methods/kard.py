@@ -1,6 +1,9 @@
-"""KARD-style knowledge-augmented distillation (Kang et al. 2023): the knowledge of the k most
-similar training items, retrieved by question similarity, is put in the prompt at training AND at
-inference, so every query pays for it in prompt tokens."""
+"""KARD-style knowledge-augmented distillation (Kang et al. 2023): passages retrieved for the question are put in
+the prompt at training AND at inference, so every query pays for them in prompt tokens.
+
+The paper retrieves 3 Wikipedia passages with BM25. Wikipedia is not available offline, so the corpus here is the
+teacher knowledge of the training items, or a passage file the user gives (`passages`). The dense retriever
+instead finds the training items whose questions are most similar and takes their knowledge."""
 
 from __future__ import annotations
 
@@ -9,18 +12,30 @@ from functools import cached_property
 
 from skintern.data import Example
 from skintern.methods.base import Method, MethodSettings
+from skintern.methods.rundata import RunData
 from skintern.prompts import augmented_prompt
-from skintern.retrieval import ExampleRetriever
-from skintern.schema import check_range
+from skintern.retrieval import BM25Retriever, ExampleRetriever, Passage, load_passages
+from skintern.schema import SettingError, check_choice, check_range
+from skintern.teacher.config import TeacherConfig
+
+RETRIEVERS = ("dense", "bm25")
 
 
 @dataclass
 class KARDSettings(MethodSettings):
     top_k: int = 2
-    """Knowledge records retrieved into every prompt."""
+    """Passages retrieved into every prompt (the paper: 3)."""
+    retriever: str = "dense"
+    """dense: the knowledge of the training items with the most similar questions (`retrieval.embedder`);
+    bm25: BM25 over the passages, queried with the question (the paper's retriever)."""
+    passages: str | None = None
+    """bm25 only: a JSONL file with a "text" field per line to retrieve from; None: the training items' knowledge."""
 
     def __post_init__(self):
         check_range("top_k", self.top_k, 1)
+        check_choice("retriever", self.retriever, RETRIEVERS)
+        if self.passages is not None and self.retriever != "bm25":
+            raise SettingError("passages", f"needs retriever: bm25 (got retriever: {self.retriever})")
 
 
 class KARD(Method):
@@ -28,16 +43,27 @@ class KARD(Method):
     Settings = KARDSettings
     settings: KARDSettings
 
+    @classmethod
+    def check(cls, settings: KARDSettings, data: RunData, teacher: TeacherConfig) -> None:
+        if settings.passages:
+            load_passages(settings.passages)
+
     @cached_property
-    def retriever(self) -> ExampleRetriever:
-        store = self.ctx.data.knowledge
+    def retriever(self) -> ExampleRetriever | BM25Retriever:
+        store, settings = self.ctx.data.knowledge, self.settings
         pool = [ex for ex in self.ctx.data.train_pool if (ex.task, ex.index) in store]
+        if settings.retriever == "bm25":
+            passages = (load_passages(settings.passages) if settings.passages else
+                        [Passage(ex.id, store.get(ex.task, ex.index).text(), ex.question) for ex in pool])
+            return BM25Retriever(passages)
         cfg = self.ctx.retrieval
         return ExampleRetriever(pool, embedder=cfg.embedder, model_path=cfg.embedder_path, same_task=False)
 
     def knowledge_for(self, ex: Example) -> str:
-        store = self.ctx.data.knowledge
         hits = self.retriever.top_k(ex, self.settings.top_k)
+        if isinstance(self.retriever, BM25Retriever):
+            return "\n\n".join(p.text for p in hits)
+        store = self.ctx.data.knowledge
         return "\n\n".join(store.get(h.task, h.index).text() for h in hits)
 
     def prompt(self, ex: Example) -> str:

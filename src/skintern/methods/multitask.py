@@ -6,13 +6,10 @@ MT-CoT (Li et al. 2022) marks the tasks by their answer format; Distilling step-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from skintern.data import Example
-from skintern.generation import Generation, Generator
-from skintern.methods.base import AnswerCapSettings, Method
+from skintern.methods.base import AnswerCapSettings, AnswerOnly
 from skintern.prompts import rationale_body, task_head
 from skintern.schema import check_range
 from skintern.train import SFTExample
@@ -28,7 +25,9 @@ class WeightedSettings(AnswerCapSettings):
         check_range("alpha", self.alpha, 0, 1)
 
 
-class MTCoT(Method):
+class MTCoT(AnswerOnly):
+    """Infers with one answer-only pass under the answer cap (`AnswerOnly`)."""
+
     name = "mt-cot"
     Settings = WeightedSettings
     settings: WeightedSettings
@@ -48,17 +47,6 @@ class MTCoT(Method):
 
     def prompt(self, ex: Example) -> str:
         return self.answer_prompt(ex)
-
-    def infer(self, examples: Sequence[Example], generate: Generator) -> list[list[Generation]]:
-        """One answer-only pass under the answer cap."""
-        return [[g] for g in generate([self.prompt(ex) for ex in examples], self.answer_cap)]
-
-    @property
-    def answer_cap(self) -> int:
-        return self.settings.answer_max_new_tokens or self.ctx.caps.answer
-
-    def result_extras(self) -> dict[str, Any]:
-        return {"answer_max_new_tokens": self.answer_cap}
 
     def train_pairs(self) -> list[SFTExample]:
         alpha = self.settings.alpha

@@ -7,7 +7,7 @@ keep the plain format they were trained on (`Method.prompt`)."""
 from __future__ import annotations
 
 from skintern.data import Example
-from skintern.methods.base import Fitted, Method
+from skintern.methods.base import AnswerCapSettings, AnswerOnly, Fitted, Method
 from skintern.prompts import task_head, untrained_prompt
 
 
@@ -37,3 +37,14 @@ class FewShotPrompt(ZeroShotPrompt):
     def context(self, ex: Example) -> str:
         shots = self.ctx.data.fewshot.get(ex.task) if ex.dataset == "bbh" else None
         return f"{shots}\n\n" if shots else super().context(ex)
+
+
+class ZeroShotAnswer(AnswerOnly, ZeroShotPrompt):
+    """The untrained student asked for the answer at once (the paper's "zero-shot", beside zero-shot CoT): task
+    description + question + an instruction to answer directly; the reply starts with "The answer is"."""
+
+    name = "zero-shot"
+    Settings = AnswerCapSettings
+
+    def prompt(self, ex: Example) -> str:
+        return untrained_prompt(self.ctx.student.tokenizer, self.context(ex), ex.question, ex.kind, direct=True)
