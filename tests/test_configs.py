@@ -38,3 +38,23 @@ def test_accelerate_config_loads(path):
 def test_every_shipped_config_is_checked():
     assert {p.name for p in ACCELERATE_CONFIGS} == {"single_gpu.yaml", "multi_gpu_ddp.yaml", "fsdp.yaml", "deepspeed_zero3.yaml"}
     assert len(RUN_CONFIGS) >= 5
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "paper").glob("*.yaml")), ids=lambda p: p.stem)
+def test_paper_configs_are_the_papers_table_1_setting_and_plan_here(path, shared_data, monkeypatch):
+    """Every method for 12 epochs, T = 4 linear with random picks, LoRA r 32, max output 128; the dry run of the
+    compare passes on this machine (no model is loaded)."""
+    import skintern.run
+    from skintern.methods import METHODS
+    from skintern.run import dry_run
+
+    monkeypatch.setenv("SKINTERN_DATA_DIR", str(shared_data))
+    monkeypatch.setattr(skintern.run, "load_student", lambda *a: pytest.fail("a model was loaded"))
+    cfg = load_config(path)
+    schedule = cfg.settings("skintern").schedule
+    assert (cfg.train.epochs, schedule.epochs, schedule.T, schedule.pattern, schedule.examples_pick) == (12, 12, 4, "linear", "random")
+    assert cfg.train.lora_r == 32 and cfg.train.warmup_ratio == 0.1 and cfg.eval.max_new_tokens == 128
+    assert cfg.settings("kard").retriever == "bm25" and cfg.settings("kard").top_k == 3
+    assert set(cfg.compare.methods) == set(METHODS) - {"prompt-fewshot", "teacher"}
+    plan = dry_run(cfg, compare=True)
+    assert "skintern        yes" in plan and "bare question (= inference prompt)" in plan
