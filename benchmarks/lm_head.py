@@ -5,7 +5,10 @@ Each of the four runs is its own process, so its peak memory (RSS on CPU, torch.
 GPU) is its own. Real BBH items and teacher outputs from the shared data; LoRA as in compare-cpu.
 
     python benchmarks/lm_head.py [--model smollm2-135m] [--batch 8] [--steps 3] [--data-dir ../shared/data]
-                                 [--gradient-checkpointing]
+                                 [--task date_understanding] [--gradient-checkpointing]
+
+date_understanding's first-stage rows are about 1,050 tokens, a little over compare-cpu's max_length (1,024), so
+its peak memory bounds compare-cpu's; sports_understanding's are about 400.
 """
 
 from __future__ import annotations
@@ -29,13 +32,10 @@ from skintern.prompts import augmented_prompt, cot_prompt, cot_target, worked_ex
 from skintern.student import load_student
 from skintern.train import SFTExample, TrainConfig, WeightedLossTrainer, resolve_precision, tokenize, with_lora
 
-TASKS = ["sports_understanding", "date_understanding"]
-
-
-def batch_pairs(kind: str, n: int, data_dir: str | None) -> list[SFTExample]:
-    """n training pairs: Std-CoT's (question -> rationale + answer) or SKIntern's first stage (the same pair with
-    the item's knowledge uncompressed and the 3 next items of its task as worked examples in the prompt)."""
-    rd = load_run_data(DataConfig(data_dir=data_dir, tasks=TASKS, require_knowledge=True), EvalConfig(per_task=1))
+def batch_pairs(kind: str, n: int, data_dir: str | None, task: str) -> list[SFTExample]:
+    """n training pairs of `task`: Std-CoT's (question -> rationale + answer) or SKIntern's first stage (the same
+    pair with the item's knowledge uncompressed and the 3 next items of its task as worked examples in the prompt)."""
+    rd = load_run_data(DataConfig(data_dir=data_dir, tasks=[task], require_knowledge=True), EvalConfig(per_task=1))
     items = rd.train[: n + 3]
     pairs = []
     for i, ex in enumerate(items[:n]):
@@ -51,10 +51,10 @@ def batch_pairs(kind: str, n: int, data_dir: str | None) -> list[SFTExample]:
 
 
 def one_run(model_name: str, kind: str, full_logits: bool, batch: int, steps: int, data_dir: str | None,
-            checkpointing: bool) -> dict:
+            task: str, checkpointing: bool) -> dict:
     student = load_student(model_name)
     cfg = TrainConfig(finetune="lora", batch_size=batch, max_length=4096)
-    rows, _ = tokenize(student.tokenizer, batch_pairs(kind, batch, data_dir), cfg.max_length)
+    rows, _ = tokenize(student.tokenizer, batch_pairs(kind, batch, data_dir, task), cfg.max_length)
     student.tokenizer.padding_side = "right"
     collated = DataCollatorForSeq2Seq(student.tokenizer, padding=True, label_pad_token_id=-100)(rows)
     model = with_lora(student.model, cfg)
@@ -93,23 +93,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--task", default="date_understanding", help="BBH task whose train items make the batches")
     ap.add_argument("--gradient-checkpointing", action="store_true", help="as train.gradient_checkpointing: true")
     ap.add_argument("--one", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)  # a child run
     args = ap.parse_args()
     if args.one:
         kind, path = args.one
         print(json.dumps(one_run(args.model, kind, path == "full", args.batch, args.steps, args.data_dir,
-                                 args.gradient_checkpointing)))
+                                 args.task, args.gradient_checkpointing)))
         return
     D.resolve_data_dir(args.data_dir)
-    print(f"model {args.model}, LoRA, batch {args.batch}, {args.steps} timed steps after one warm-up; one process per run"
+    print(f"model {args.model}, LoRA, {args.task} items, batch {args.batch}, {args.steps} timed steps after one warm-up; one process per run"
           + (", gradient checkpointing" if args.gradient_checkpointing else ""))
     print(f"{'batch':<20} {'path':<12} {'seq':>5} {'targets':>7} {'step s':>7} {'tokens/s':>9} {'peak GiB':>9}")
     runs = {}
     for kind in ("std-cot", "skintern-stage-0"):
         for path in ("full", "target"):
             cmd = [sys.executable, __file__, "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps),
-                   "--one", kind, path] + (["--data-dir", args.data_dir] if args.data_dir else []) \
+                   "--task", args.task, "--one", kind, path] + (["--data-dir", args.data_dir] if args.data_dir else []) \
                 + (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = runs[kind, path] = json.loads(out)
