@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from skintern.data import DATASETS, Example, extract_answer, is_correct
 from skintern.files import changed_settings, read_jsonl, write_json, write_jsonl
 from skintern.flops import ModelShape, query_flops
-from skintern.generation import BACKENDS, Generation, Generator
+from skintern.generation import BACKENDS, Generation, Generator, OpenAIEvalConfig
 from skintern.schema import SettingError, check_choice, check_nonempty, check_range
 
 
@@ -40,7 +40,10 @@ class EvalConfig:
     before_training: bool = True
     """`skintern run` also evaluates the untrained student (method "prompt")."""
     backend: str = "auto"
-    """auto | hf | vllm: the generation engine (auto = vLLM when importable and a GPU is present)."""
+    """auto | hf | vllm | openai: the generation engine (auto = vLLM when importable and a GPU is present;
+    openai = the endpoint of `openai`, which answers in place of the student's weights)."""
+    openai: OpenAIEvalConfig | None = None
+    """The endpoint `backend: openai` scores; required by it."""
 
     def __post_init__(self):
         check_nonempty("datasets", self.datasets)
@@ -58,6 +61,13 @@ class EvalConfig:
         if self.max_new_tokens is not None:
             check_range("max_new_tokens", self.max_new_tokens, 1)
         check_choice("backend", self.backend, BACKENDS)
+        if self.backend == "openai":
+            if self.openai is None:
+                raise SettingError("openai", "required when eval.backend is openai (base_url, model)")
+            try:
+                self.openai.check_key()
+            except SettingError as e:
+                raise SettingError(f"openai.{e.key}", e.message) from None
 
 
 ANSWER_MARGIN = 4
@@ -83,7 +93,7 @@ class GenerationCaps:
 
     def generator(self, cfg: EvalConfig, model, tokenizer) -> Generator:
         return Generator(model, tokenizer, backend=cfg.backend, batch_size=cfg.batch_size,
-                         max_new_tokens=cfg.max_new_tokens or self.rationale)
+                         max_new_tokens=cfg.max_new_tokens or self.rationale, endpoint=cfg.openai)
 
 
 @dataclass
