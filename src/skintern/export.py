@@ -2,11 +2,13 @@
 
 `export_run` folds the trained LoRA adapter into the base student (`merge_and_unload`), so the
 result loads with plain `AutoModelForCausalLM.from_pretrained`, `vllm serve` or llama.cpp's
-`convert_hf_to_gguf.py`, and writes a model card. `ask` is the question-only inference path: the
+`convert_hf_to_gguf.py`, and writes a model card and an Ollama `Modelfile` whose template is the student's own
+inference prompt. `ask` is the question-only inference path: the
 Std-CoT prompt, greedy, the usual stop strings; a SKIntern student needs nothing else."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -14,13 +16,14 @@ from pathlib import Path
 
 from peft import PeftModel
 
+from skintern import data as D
 from skintern.config import RunConfig, config_from_dict
 from skintern.data import extract_answer
 from skintern.errors import SkinternError
 from skintern.files import atomic_write_text
 from skintern.generation import Generation, Generator
 from skintern.methods import METHODS
-from skintern.prompts import cot_prompt, rationale_body
+from skintern.prompts import STOP_STRINGS, cot_prompt, rationale_body, task_head
 from skintern.report import dataset_columns, summary_table
 from skintern.results import Results, load_results
 from skintern.student import Student, load_student, save_merged
@@ -66,7 +69,11 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         else:
             model.save_pretrained(tmp)
             student.tokenizer.save_pretrained(tmp)
-        atomic_write_text(tmp / "README.md", model_card(cfg, results, name, merged=merge or not isinstance(model, PeftModel)))
+        merged = merge or not isinstance(model, PeftModel)
+        system = export_description(cfg)
+        atomic_write_text(tmp / "README.md", model_card(cfg, results, name, merged, system))
+        if merged:
+            atomic_write_text(tmp / "Modelfile", ollama_modelfile(system))
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -85,7 +92,41 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def model_card(cfg: RunConfig, results: Results, method: str, merged: bool) -> str:
+OLLAMA_TEMPLATE = ("{{ if .System }}" + task_head("{{ .System }}") + "{{ end }}"
+                   + cot_prompt("", "{{ .Prompt }}"))
+"""`prompts.cot_prompt` as an Ollama (Go) template: the task description is the system text, the question the prompt."""
+
+
+def export_description(cfg: RunConfig) -> str:
+    """The task description every prompt of the export starts with: the task's, when the run trained on one BBH
+    task; otherwise none (each request then passes its task's description as the system text)."""
+    tasks = cfg.data.tasks
+    if tasks is None or len(tasks) != 1:
+        return ""
+    return D.task_description(D.resolve_data_dir(cfg.data.data_dir), tasks[0]).strip()
+
+
+def _quoted(text: str, what: str) -> str:
+    """A Modelfile value taken literally: Ollama reads triple quotes without escapes, newlines included."""
+    if '"""' in text:
+        raise SkinternError(f"Modelfile: the {what} contains '\"\"\"', which a Modelfile value cannot hold")
+    return f'"""{text}"""'
+
+
+def ollama_modelfile(system: str, source: str = ".") -> str:
+    """An Ollama Modelfile for the exported folder (or the GGUF file `source`): the inference prompt as TEMPLATE,
+    the task description as SYSTEM when there is one, a stop for each of STOP_STRINGS, greedy decoding."""
+    lines = ["# Ollama: ollama create NAME -f Modelfile; ollama run NAME \"<question>\"",
+             "# TEMPLATE renders skintern's inference prompt (prompts.cot_prompt) byte for byte.",
+             f"FROM {source}", f"TEMPLATE {_quoted(OLLAMA_TEMPLATE, 'template')}"]
+    if system:
+        lines.append(f"SYSTEM {_quoted(system, 'task description')}")
+    lines += [f"PARAMETER stop {_quoted(stop, 'stop string')}" for stop in STOP_STRINGS]
+    lines.append("PARAMETER temperature 0")
+    return "\n".join(lines) + "\n"
+
+
+def model_card(cfg: RunConfig, results: Results, method: str, merged: bool, system: str = "") -> str:
     """README.md: what the model is, how it was trained, what it scored, and how to prompt it."""
     t = cfg.train
     teacher = results.teacher or cfg.teacher.model or "code-davinci-002 (BBH CoT rationales)"
@@ -114,11 +155,18 @@ def model_card(cfg: RunConfig, results: Results, method: str, merged: bool) -> s
             cells = ["-" if row[d] is None else f"{100 * row[d]:.1f}" for d in datasets]
             tokens = "-" if row["prompt_tokens"] is None else f"{row['prompt_tokens']:.0f}"
             lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {tokens} |")
+    stops = ", ".join(f"`{json.dumps(stop)[1:-1]}`" for stop in STOP_STRINGS)
+    prompt = cot_prompt(system or "<task description>", "<question>")
     lines += [
         "", "## Use", "",
-        "The model answers from the question alone (the Std-CoT prompt; greedy; stop at `\\nQ:`):", "",
-        "```", "<task description>\n\nQ: <question>\nA: Let's think step by step.", "```", "",
-        "```", 'skintern ask <this folder> "<question>" --task <bbh task>', "vllm serve <this folder>  # OpenAI-compatible", "```",
+        f"The model answers from the question alone, greedy, stopping at {stops}. Its prompt, exactly "
+        "(the text between the fences; no newline after the last line):", "",
+        "```", prompt, "```", "",
+        "The same as an Ollama template (`Modelfile`; `.System` is the task description):" if merged else
+        "As an Ollama template (`.System` is the task description):", "",
+        "```", OLLAMA_TEMPLATE, "```", "",
+        "```", 'skintern ask <this folder> "<question>" --task <bbh task>', "vllm serve <this folder>  # OpenAI-compatible",
+        *(["ollama create <name> -f Modelfile"] if merged else []), "```",
     ]
     return "\n".join(lines) + "\n"
 
