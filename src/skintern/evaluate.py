@@ -5,6 +5,7 @@ resumes where it stopped; the finished file is renamed into place."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from skintern.data import DATASETS, Example, extract_answer, is_correct
 from skintern.files import changed_settings, read_jsonl, write_json, write_jsonl
 from skintern.flops import ModelShape, query_flops
-from skintern.generation import BACKENDS, Generation, Generator, OpenAIEvalConfig
+from skintern.generation import BACKENDS, Generation, Generator, LlamaCppEvalConfig, OpenAIEvalConfig
 from skintern.schema import SettingError, check_choice, check_nonempty, check_range
 
 
@@ -40,10 +41,13 @@ class EvalConfig:
     before_training: bool = True
     """`skintern run` also evaluates the untrained student (method "prompt")."""
     backend: str = "auto"
-    """auto | hf | vllm | openai: the generation engine (auto = vLLM when importable and a GPU is present;
-    openai = the endpoint of `openai`, which answers in place of the student's weights)."""
+    """auto | hf | vllm | openai | llamacpp: the generation engine (auto = vLLM when importable and a GPU is
+    present; openai = the endpoint of `openai`, llamacpp = the GGUF file of `llamacpp`, either of which answers in
+    place of the student's weights)."""
     openai: OpenAIEvalConfig | None = None
     """The endpoint `backend: openai` scores; required by it."""
+    llamacpp: LlamaCppEvalConfig | None = None
+    """The GGUF file `backend: llamacpp` scores; required by it."""
 
     def __post_init__(self):
         check_nonempty("datasets", self.datasets)
@@ -68,6 +72,11 @@ class EvalConfig:
                 self.openai.check_key()
             except SettingError as e:
                 raise SettingError(f"openai.{e.key}", e.message) from None
+        if self.backend == "llamacpp":
+            if self.llamacpp is None:
+                raise SettingError("llamacpp", "required when eval.backend is llamacpp (model_path)")
+            if importlib.util.find_spec("llama_cpp") is None:
+                raise SettingError("backend", "llamacpp needs `pip install llama-cpp-python`")
 
 
 ANSWER_MARGIN = 4
@@ -93,7 +102,7 @@ class GenerationCaps:
 
     def generator(self, cfg: EvalConfig, model, tokenizer) -> Generator:
         return Generator(model, tokenizer, backend=cfg.backend, batch_size=cfg.batch_size,
-                         max_new_tokens=cfg.max_new_tokens or self.rationale, endpoint=cfg.openai)
+                         max_new_tokens=cfg.max_new_tokens or self.rationale, endpoint=cfg.openai, gguf=cfg.llamacpp)
 
 
 @dataclass

@@ -8,7 +8,9 @@ temp folder and loads it once per set of weights. Kernels differ, so a near-tie 
 still resolve differently in a long generation; vLLM's generated-token count may differ by one (it does
 not count a stop string's last token the way HF does). `openai` sends every prompt to an OpenAI-compatible endpoint
 (`eval.openai`) through the teacher's client, so it shares `skintern teach`'s concurrency, retries and response
-cache; the served model decides the weights, the student only tokenizes."""
+cache; the served model decides the weights, the student only tokenizes. `llamacpp` (`pip install
+llama-cpp-python`) scores a GGUF file (`eval.llamacpp`, e.g. `skintern export --gguf`) in place of the weights,
+on the student tokenizer's prompt token ids."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from peft import PeftModel
@@ -33,7 +36,7 @@ from skintern.teacher.cache import Answer, ResponseCache
 from skintern.teacher.client import TeacherClient
 from skintern.teacher.config import TeacherConfig
 
-BACKENDS = ("auto", "hf", "vllm", "openai")
+BACKENDS = ("auto", "hf", "vllm", "openai", "llamacpp")
 APIS = ("completions", "chat")
 _vllm_engine: dict = {}  # the one live vLLM engine of the process: {"key", "llm", "dir"}
 
@@ -91,11 +94,32 @@ class OpenAIEvalConfig:
                              cache_path=self.cache_path)
 
 
+@dataclass
+class LlamaCppEvalConfig:
+    """The `eval.llamacpp:` section: the GGUF file that `eval.backend: llamacpp` scores with llama-cpp-python."""
+
+    model_path: str
+    """The .gguf file, e.g. what `skintern export RUN --gguf f16` wrote."""
+    n_ctx: int = 4096
+    """Context window in tokens: the longest prompt plus the token cap must fit."""
+    n_threads: int | None = None
+    """CPU threads (None: llama.cpp's default)."""
+
+    def __post_init__(self):
+        if not self.model_path.endswith(".gguf") or not Path(self.model_path).is_file():
+            raise SettingError("model_path", f"expected an existing .gguf file, got {self.model_path!r}")
+        check_range("n_ctx", self.n_ctx, 1)
+        if self.n_threads is not None:
+            check_range("n_threads", self.n_threads, 1)
+
+
 def resolve_backend(backend: str) -> str:
     """`auto` is vLLM when it is importable and a CUDA GPU is present, else HF `generate`."""
     if backend not in BACKENDS:
         raise SkinternError(f"eval.backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "openai":
+    if backend == "llamacpp" and importlib.util.find_spec("llama_cpp") is None:
+        raise SkinternError("eval.backend: llamacpp needs `pip install llama-cpp-python`")
+    if backend in ("openai", "llamacpp"):
         return backend
     available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
     if backend == "vllm" and not available:
@@ -109,13 +133,16 @@ class Generator:
 
     def __init__(self, model, tokenizer, *, backend: str = "hf", batch_size: int = 8, max_new_tokens: int = 256,
                  stop_strings: Sequence[str] = STOP_STRINGS, progress: bool = False,
-                 endpoint: OpenAIEvalConfig | None = None):
+                 endpoint: OpenAIEvalConfig | None = None, gguf: LlamaCppEvalConfig | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.backend = resolve_backend(backend)
         if self.backend == "openai" and endpoint is None:
             raise SettingError("eval.openai", "required when eval.backend is openai")
+        if self.backend == "llamacpp" and gguf is None:
+            raise SettingError("eval.llamacpp", "required when eval.backend is llamacpp")
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
-        self.stop_strings, self.progress, self.endpoint = tuple(stop_strings), progress, endpoint
+        self.stop_strings, self.progress, self.endpoint, self.gguf = tuple(stop_strings), progress, endpoint, gguf
+        self._llama = None  # the llama.cpp model, loaded on first use
 
     def __call__(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[Generation]:
         cap = max_new_tokens or self.max_new_tokens
@@ -123,7 +150,27 @@ class Generator:
             return self._vllm_generate(prompts, cap)
         if self.backend == "openai":
             return self._openai_generate(prompts, cap)
+        if self.backend == "llamacpp":
+            return self._llamacpp_generate(prompts, cap)
         return self._hf_generate(prompts, cap)
+
+    def _llamacpp_generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        """Greedy on the student tokenizer's prompt ids, one prompt at a time (llama.cpp batches within one)."""
+        if self._llama is None:
+            from llama_cpp import Llama
+
+            self._llama = Llama(model_path=self.gguf.model_path, n_ctx=self.gguf.n_ctx, n_threads=self.gguf.n_threads,
+                                seed=0, verbose=False)
+        results = []
+        for prompt in prompts:
+            ids = self.tokenizer(prompt).input_ids
+            out = self._llama.create_completion(ids, max_tokens=max_new_tokens, temperature=0.0,
+                                                stop=list(self.stop_strings))
+            choice = out["choices"][0]
+            results.append(Generation(text=cut_at_stop(choice["text"], self.stop_strings), prompt_tokens=len(ids),
+                                      generated_tokens=out["usage"]["completion_tokens"],
+                                      hit_cap=choice["finish_reason"] == "length"))
+        return results
 
     def _openai_generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
         """Greedy, the same cap and stop strings; a prompt's tokens are the server's count, else the student's."""

@@ -80,10 +80,18 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
     )
 
 
+REPLACES_WEIGHTS = {"openai": "the endpoint", "llamacpp": "the GGUF file"}
+"""Backends whose model answers in place of the student's weights."""
+
+
 def untrained_weights(cfg: RunConfig) -> str:
-    """What answers when no trained weights do: the endpoint under `eval.backend: openai`, else the student as loaded."""
+    """What answers when no trained weights do: the endpoint under `eval.backend: openai`, the GGUF file under
+    `llamacpp`, else the student as loaded."""
     if cfg.eval.backend == "openai":
         return f"served: {cfg.eval.openai.model} at {cfg.eval.openai.base_url}"
+    if cfg.eval.backend == "llamacpp":
+        with open(cfg.eval.llamacpp.model_path, "rb") as f:
+            return f"gguf: {hashlib.file_digest(f, 'sha256').hexdigest()[:16]}"
     return f"untrained {cfg.student.model}"
 
 
@@ -208,9 +216,9 @@ def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, Trai
     method's plan."""
     check_writable_dir(cfg.output_dir, "output_dir")
     trained = [m for m in methods_to_run(cfg, compare) if METHODS[m].trains]
-    if cfg.eval.backend == "openai" and trained:
-        raise SkinternError(f"eval.backend: openai scores the endpoint, not what {', '.join(trained)} would train; "
-                            "run method prompt, or score a served student with `skintern eval`")
+    if cfg.eval.backend in REPLACES_WEIGHTS and trained:
+        raise SkinternError(f"eval.backend: {cfg.eval.backend} scores {REPLACES_WEIGHTS[cfg.eval.backend]}, not what "
+                            f"{', '.join(trained)} would train; run method prompt, or score it with `skintern eval`")
     rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
     plans = {m: METHODS[m].plan(cfg.settings(m), rd, cfg.train) for m in methods_to_run(cfg, compare) if METHODS[m].trains}
     budgets = {m: plan.budget for m, plan in plans.items()}
@@ -304,9 +312,9 @@ def evaluate_trained(cfg: RunConfig, weights: str | None = None) -> Entry:
     """`skintern eval`: load the student with a run's trained weights and evaluate it the method's way.
 
     Writes predictions under runs/<name>/eval/; a SKIntern student gets the Std-CoT (question-only) prompt.
-    Under `eval.backend: openai` the endpoint answers in place of the weights (a served student): none are read."""
+    Under `eval.backend: openai` (llamacpp) the endpoint (the GGUF file) answers in place of the weights: none are read."""
     cls = METHODS[cfg.method]
-    served = cfg.eval.backend == "openai"
+    served = cfg.eval.backend in REPLACES_WEIGHTS
     path = Path(weights) if weights else cls.weights_dir(cfg.run_dir, cfg.settings(cfg.method)) / "final"
     if cls.trains and not served and not path.is_dir():
         raise SkinternError(f"trained weights not found: {path} (train with `skintern run` first or pass --weights)")
