@@ -9,8 +9,11 @@ import pytest
 
 from fake_openai import FakeOpenAI
 from skintern.cli import main
+from skintern.config import RunConfig
+from skintern.evaluate import EvalConfig
 from skintern.generation import Generator, OpenAIEvalConfig
 from skintern.prompts import cot_prompt
+from skintern.run import config_digest, run_settings
 from test_cli import write_config
 
 ANSWER = " Golf is played on a course. Therefore, the answer is yes."
@@ -117,3 +120,11 @@ def test_bad_setups_fail_in_one_line_before_any_work(tmp_path, tiny_student_dir,
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err
     assert not (tmp_path / "runs" / "tiny").exists()
+
+
+def test_unset_backend_sections_leave_the_digest_of_earlier_runs_alone(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert {"openai", "llamacpp"}.isdisjoint(run_settings(RunConfig())["eval"])
+    served = RunConfig(eval=EvalConfig(backend="openai", openai=OpenAIEvalConfig(base_url="http://h/v1", model="m")))
+    assert run_settings(served)["eval"]["openai"]["model"] == "m"
+    assert config_digest(served) != config_digest(RunConfig())

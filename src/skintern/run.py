@@ -96,10 +96,13 @@ def untrained_weights(cfg: RunConfig) -> str:
 
 
 def run_settings(cfg: RunConfig) -> dict:
-    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, and
-    the internalization section while it is off (it changes nothing then, so runs from before it keep their entries)."""
+    """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, the
+    internalization section while it is off, and the eval.openai / eval.llamacpp sections while unset (they change
+    nothing then, so runs from before them keep their entries)."""
     skip = ("name", "output_dir", "method", "compare", "ablate") + (() if cfg.internalization.enabled else ("internalization",))
-    return {k: v for k, v in cfg.to_dict().items() if k not in skip}
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in skip}
+    settings["eval"] = {k: v for k, v in settings["eval"].items() if not (k in REPLACES_WEIGHTS and v is None)}
+    return settings
 
 
 def prediction_settings(cfg: RunConfig) -> dict:
