@@ -112,3 +112,13 @@ def test_a_failed_conversion_is_one_line_and_leaves_no_export(lora_run, tmp_path
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars of loading the student
     assert err.startswith("skintern: error: --gguf: python -c") and err.endswith("failed: unknown tokenizer")
     assert list(tmp_path.iterdir()) == []  # neither the export nor its temp folder
+
+
+@needs_llama_cpp
+def test_a_prompt_longer_than_the_context_is_one_line(tmp_path, tiny_tokenizer):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"")  # never loaded: the length check comes first
+    generate = Generator(None, tiny_tokenizer, backend="llamacpp", max_new_tokens=8,
+                         gguf=LlamaCppEvalConfig(model_path=str(gguf), n_ctx=16))
+    with pytest.raises(SkinternError, match=r"eval.llamacpp.n_ctx: a prompt of \d+ tokens plus the cap of 8 does not fit 16"):
+        generate([cot_prompt("", "a long question " * 10)])

@@ -128,8 +128,8 @@ def resolve_backend(backend: str) -> str:
 
 
 class Generator:
-    """Greedy generations of `model` (of the `endpoint` under the openai backend); calling it with prompts returns
-    one `Generation` per prompt, in order."""
+    """Greedy generations of `model` (of the `endpoint` under the openai backend, of the `gguf` file under
+    llamacpp); calling it with prompts returns one `Generation` per prompt, in order."""
 
     def __init__(self, model, tokenizer, *, backend: str = "hf", batch_size: int = 8, max_new_tokens: int = 256,
                  stop_strings: Sequence[str] = STOP_STRINGS, progress: bool = False,
@@ -155,19 +155,22 @@ class Generator:
         return self._hf_generate(prompts, cap)
 
     def _llamacpp_generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
-        """Greedy on the student tokenizer's prompt ids, one prompt at a time (llama.cpp batches within one)."""
+        """Greedy on the student tokenizer's prompt ids (the same ids HF generates from), one prompt at a time."""
+        ids = [self.tokenizer(p).input_ids for p in prompts]
+        longest = max((len(x) for x in ids), default=0)
+        if longest + max_new_tokens > self.gguf.n_ctx:
+            raise SkinternError(f"eval.llamacpp.n_ctx: a prompt of {longest} tokens plus the cap of {max_new_tokens} "
+                                f"does not fit {self.gguf.n_ctx}; raise it")
         if self._llama is None:
             from llama_cpp import Llama
 
             self._llama = Llama(model_path=self.gguf.model_path, n_ctx=self.gguf.n_ctx, n_threads=self.gguf.n_threads,
                                 seed=0, verbose=False)
         results = []
-        for prompt in prompts:
-            ids = self.tokenizer(prompt).input_ids
-            out = self._llama.create_completion(ids, max_tokens=max_new_tokens, temperature=0.0,
-                                                stop=list(self.stop_strings))
+        for x in ids:
+            out = self._llama.create_completion(x, max_tokens=max_new_tokens, temperature=0.0, stop=list(self.stop_strings))
             choice = out["choices"][0]
-            results.append(Generation(text=cut_at_stop(choice["text"], self.stop_strings), prompt_tokens=len(ids),
+            results.append(Generation(text=cut_at_stop(choice["text"], self.stop_strings), prompt_tokens=len(x),
                                       generated_tokens=out["usage"]["completion_tokens"],
                                       hit_cap=choice["finish_reason"] == "length"))
         return results
