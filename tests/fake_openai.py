@@ -1,8 +1,9 @@
-"""A tiny OpenAI chat-completions server on 127.0.0.1 that misbehaves on request.
+"""A tiny OpenAI chat-completions (and plain completions) server on 127.0.0.1 that misbehaves on request.
 
 `faults` is consumed one entry per request: "429" (with Retry-After), "500", "hang" (no reply
 until stopped), "malformed", "empty" (no choices), "drop" (close the socket), "400"; "ok" or an empty
-list answers normally with `reply(body) -> str`. `hold_after=N` answers N requests, then
+list answers normally with `reply(body) -> str` (or `(text, finish_reason)`), in the shape of the path asked:
+/chat/completions or /completions. `hold_after=N` answers N requests, then
 holds every later one until `release` is set and drops it unanswered (a run to kill mid-way).
 `answered` counts only complete normal replies: the requests a real API would bill."""
 
@@ -28,6 +29,7 @@ class FakeOpenAI:
         self.received = 0
         self.answered = 0
         self.bodies: list[dict] = []  # bodies of answered requests
+        self.paths: list[str] = []  # their URL paths
         self.release = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -49,7 +51,7 @@ class FakeOpenAI:
         self._server.shutdown()
         self._server.server_close()
 
-    def _next(self, body: dict) -> str:
+    def _next(self, body: dict, path: str) -> str:
         """Pick this request's fate; a normal answer is counted here, before it is sent."""
         with self._lock:
             self.received += 1
@@ -59,6 +61,7 @@ class FakeOpenAI:
             if fault == "ok":
                 self.answered += 1
                 self.bodies.append(body)
+                self.paths.append(path)
             return fault
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -72,7 +75,7 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                fault = fake._next(body)
+                fault = fake._next(body, self.path)
                 if fault in ("hold", "hang"):
                     (fake.release if fault == "hold" else fake._stop).wait()
                     self.close_connection = True
@@ -97,10 +100,14 @@ class FakeOpenAI:
                 with fake._lock:
                     fake.inflight -= 1
                 content = fake.reply(body)
+                content, finish = content if isinstance(content, tuple) else (content, "stop")
+                if self.path.endswith("/chat/completions"):
+                    kind, choice = "chat.completion", {"message": {"role": "assistant", "content": content}}
+                else:
+                    kind, choice = "text_completion", {"text": content}
                 self._send(200, {
-                    "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
+                    "id": "cmpl-fake", "object": kind, "created": 0, "model": body.get("model"),
+                    "choices": [{"index": 0, "finish_reason": finish, **choice}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
                 })
 

@@ -36,7 +36,8 @@ def test_accelerate_config_loads(path):
 
 
 def test_every_shipped_config_is_checked():
-    assert {p.name for p in ACCELERATE_CONFIGS} == {"single_gpu.yaml", "multi_gpu_ddp.yaml", "fsdp.yaml", "deepspeed_zero3.yaml"}
+    assert {p.name for p in ACCELERATE_CONFIGS} == {"single_gpu.yaml", "multi_gpu_ddp.yaml", "fsdp.yaml", "fsdp_cpu.yaml",
+                                                 "deepspeed_zero3.yaml"}
     assert len(RUN_CONFIGS) >= 5
 
 

@@ -99,3 +99,62 @@ def test_two_process_skintern_matches_one_process(tmp_path, tiny_student_dir, sh
     for key in a:
         assert torch.allclose(a[key], b[key], atol=ATOL), (key, (a[key] - b[key]).abs().max().item())
     assert any(not torch.equal(a[k], start[k]) for k in a)  # it did train
+
+
+
+PROBE = """import json, os, sys
+import torch.distributed as dist
+from transformers import Trainer
+from skintern.cli import main
+
+train = Trainer.train
+
+
+def probed(self, *args, **kwargs):
+    out = train(self, *args, **kwargs)
+    with open(os.environ["FSDP_PROBE"], "a") as f:
+        f.write(json.dumps({"rank": self.args.process_index, "fsdp": self.is_fsdp_enabled,
+                            "wrapped": type(self.model_wrapped).__name__, "backend": dist.get_backend()}) + "\\n")
+    return out
+
+
+Trainer.train = probed
+sys.exit(main(sys.argv[1:]))
+"""
+"""`skintern train` with Trainer.train recording, per rank and stage, whether FSDP wrapped the model."""
+
+
+def test_fsdp_on_cpu_trains_saves_and_matches_one_process(tmp_path, tiny_student_dir, shared_data, monkeypatch):
+    """configs/accelerate/fsdp_cpu.yaml: FSDP2 with a full state dict over 2 CPU processes (gloo), full fine-tune.
+
+    Skipped, with what actually ran, while accelerate does not turn FSDP on for CPU processes: then the
+    launch trains with DDP instead, silently."""
+    fsdp = _config(tmp_path, tiny_student_dir, shared_data, "fsdp", batch_size=1)
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    config = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "fsdp_cpu.yaml"
+    monkeypatch.setenv("FSDP_PROBE", str(tmp_path / "probe.jsonl"))
+    _launch([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+             "--main_process_port", str(_free_port()), str(probe), "train", str(fsdp)], tmp_path, tmp_path / "fsdp.log")
+    probes = [json.loads(line) for line in (tmp_path / "probe.jsonl").read_text().splitlines()]
+    assert sorted(p["rank"] for p in probes) == [0, 0, 0, 1, 1, 1]  # 3 stages on each of 2 ranks
+    if not all(p["fsdp"] for p in probes):
+        import accelerate
+
+        pytest.skip(f"FSDP does not run on CPU with accelerate {accelerate.__version__} / torch {torch.__version__}: "
+                    f"launched with {config.name}, Trainer.is_fsdp_enabled is False and the model is wrapped as "
+                    f"{probes[0]['wrapped']} over {probes[0]['backend']} (AcceleratorState sets DistributedType.FSDP "
+                    "only for GPU-class process groups, not MULTI_CPU), i.e. the run was DDP")
+    assert all(p["wrapped"].startswith("FSDP") and p["backend"] == "gloo" for p in probes), probes
+    one = _config(tmp_path, tiny_student_dir, shared_data, "single", batch_size=2)
+    _launch([sys.executable, "-m", "skintern", "train", str(one)], tmp_path, tmp_path / "single.log")
+    steps, single = _steps(tmp_path / "fsdp.log"), _steps(tmp_path / "single.log")
+    assert steps[0] == steps[1] == single[0]
+
+    a = load_file(tmp_path / "runs/fsdp/train/skintern/stage-2/final/model.safetensors")  # gathered full state dict
+    b = load_file(tmp_path / "runs/single/train/skintern/stage-2/final/model.safetensors")
+    start = load_file(tiny_student_dir / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].shape == b[key].shape and torch.allclose(a[key], b[key], atol=ATOL), key
+    assert any(not torch.equal(a[k], start[k]) for k in a)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from skintern.cli import main
-from skintern.config import RunConfig
+from skintern.config import RunConfig, config_from_dict
 from skintern.errors import SkinternError
 from skintern.generation import Generator
-from skintern.export import ask, export_run
-from skintern.prompts import cot_prompt, cot_target, rationale_body
+from skintern.export import ask, export_run, ollama_modelfile
+from skintern.methods.rundata import load_run_data
+from skintern.prompts import STOP_STRINGS, cot_prompt, cot_target, rationale_body
+from skintern.run import build_method
 from skintern.student import load_student
 from skintern.train import SFTExample, finetune
 
@@ -21,12 +24,12 @@ QUESTION = 'Is the following sentence plausible? "Joao Moutinho caught the scree
 
 
 @pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, tiny_student_dir):
+def lora_run(tmp_path_factory, tiny_student_dir, shared_data):
     """A run folder as `skintern run` leaves it: results.json with its config, LoRA weights in train/std-cot/final."""
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = RunConfig(name="tiny", method="std-cot", output_dir=str(run_dir.parent))
     cfg.student.model = str(tiny_student_dir)
-    cfg.data.tasks = ["sports_understanding"]
+    cfg.data.tasks, cfg.data.data_dir = ["sports_understanding"], str(shared_data)
     cfg.train.precision, cfg.train.learning_rate, cfg.train.batch_size, cfg.train.epochs = "fp32", 2e-2, 2, 3.0
     cfg.train.lora_dropout, cfg.train.save_steps = 0.0, 1000
     student = load_student(cfg.student.model)
@@ -59,9 +62,54 @@ def test_merged_export_has_the_adapter_models_logits(lora_run, tmp_path):
     assert again == out and (out / "model.safetensors").is_file()
 
 
+def modelfile_commands(text: str) -> list[tuple[str, str]]:
+    """(command, value) pairs as Ollama's Modelfile parser reads them: a triple-quoted value literally, newlines
+    included, no escapes; comments skipped."""
+    pattern = re.compile(r'^(FROM|TEMPLATE|SYSTEM|PARAMETER \w+) (?:"""(.*?)"""|(\S+))$', re.S | re.M)
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    return [(m[1], m[2] if m[2] is not None else m[3]) for m in pattern.finditer(text)]
+
+
+def render(template: str, system: str, prompt: str) -> str:
+    """Go text/template semantics for the actions such a template may use: if/end on .System, .System, .Prompt."""
+    out = re.sub(r"\{\{ if \.System \}\}(.*?)\{\{ end \}\}", lambda m: m[1] if system else "", template, flags=re.S)
+    assert set(re.findall(r"\{\{.*?\}\}", out)) <= {"{{ .System }}", "{{ .Prompt }}"}, out
+    return out.replace("{{ .System }}", system).replace("{{ .Prompt }}", prompt)
+
+
+def test_modelfile_renders_the_evaluated_prompt_byte_for_byte(lora_run, tmp_path):
+    run_dir, _, _ = lora_run
+    out = export_run(run_dir, tmp_path / "export")
+    commands = modelfile_commands((out / "Modelfile").read_text())
+    assert [c for c, _ in commands] == ["FROM", "TEMPLATE", "SYSTEM", *["PARAMETER stop"] * len(STOP_STRINGS),
+                                        "PARAMETER temperature"]
+    values = dict(commands)
+    assert values["FROM"] == "." and values["PARAMETER temperature"] == "0"
+    assert [v for c, v in commands if c == "PARAMETER stop"] == list(STOP_STRINGS)
+    # the prompt std-cot was evaluated with, for test items of the run's one task
+    cfg = config_from_dict(json.loads((run_dir / "results.json").read_text())["config"], "results.json")
+    rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
+    method = build_method("std-cot", cfg, rd, load_student(cfg.student.model), run_dir)
+    for ex in rd.tests["bbh"][:5]:
+        assert render(values["TEMPLATE"], values["SYSTEM"], ex.question.strip()) == method.prompt(ex)
+    card = (out / "README.md").read_text()
+    assert f"```\n{method.prompt(ex).replace(ex.question.strip(), '<question>')}\n```" in card
+    assert values["TEMPLATE"] in card
+
+
+def test_modelfile_of_a_multi_task_student_takes_the_description_as_system_text():
+    commands = modelfile_commands(ollama_modelfile(""))
+    assert "SYSTEM" not in dict(commands)
+    template, question = dict(commands)["TEMPLATE"], "Is 7 prime?"
+    description = "Answer questions about numbers."
+    assert render(template, description, question) == cot_prompt(description, question)
+    assert render(template, "", question) == cot_prompt("", question)  # no description (non-BBH datasets)
+
+
 def test_adapter_only_export(lora_run, tmp_path):
     out = export_run(lora_run[0], tmp_path / "adapter", merge=False)
     assert (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
+    assert not (out / "Modelfile").exists()  # Ollama needs the merged weights
     assert "LoRA adapter only" in (out / "README.md").read_text()
 
 

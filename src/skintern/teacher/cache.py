@@ -12,7 +12,7 @@ from pathlib import Path
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY, model TEXT NOT NULL, request TEXT NOT NULL, text TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"""
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL, finish_reason TEXT)"""
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,14 @@ class Answer:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reason: str | None = None
+    """Why the server stopped ("length": at max_tokens); None in rows cached before it was kept."""
 
 
-def request_key(base_url: str, model: str, messages: list[dict], params: dict) -> str:
+def request_key(base_url: str, model: str, messages: list[dict] | str, params: dict) -> str:
     """Stable hash of everything that determines an answer (params include the sample index).
 
+    `messages` is a chat request's messages or a completions request's prompt text.
     The endpoint is part of it: two servers may serve different weights under one model name.
     Entries written before the endpoint was keyed simply never match, so they are asked again."""
     request = {"base_url": base_url.rstrip("/"), "model": model, "messages": messages, "params": params}
@@ -42,18 +45,21 @@ class ResponseCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process; WAL keeps it consistent
         self._db.execute(_SCHEMA)
+        if "finish_reason" not in {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}:
+            self._db.execute("ALTER TABLE responses ADD COLUMN finish_reason TEXT")  # a cache from before it was kept
 
     def get(self, key: str) -> Answer | None:
         row = self._db.execute(
-            "SELECT text, prompt_tokens, completion_tokens FROM responses WHERE key = ?", (key,)
+            "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM responses WHERE key = ?", (key,)
         ).fetchone()
         return Answer(*row) if row else None
 
     def put(self, key: str, model: str, request: dict, answer: Answer) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO responses (key, model, request, text, prompt_tokens, completion_tokens, created, "
+            "finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key, model, json.dumps(request, ensure_ascii=False), answer.text,
-             answer.prompt_tokens, answer.completion_tokens, time.time()),
+             answer.prompt_tokens, answer.completion_tokens, time.time(), answer.finish_reason),
         )
 
     def __len__(self) -> int:
