@@ -39,7 +39,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--dataset", help="teach this built-in benchmark instead of the config's data.train (default "
                                      "without a config: bbh)")
     p.add_argument("--tasks", help="comma-separated tasks (default: the config's, else all)")
-    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--split", default="train", choices=["train", "test"], help="with --dataset (a config teaches train parts)")
     p.add_argument("--limit-per-task", type=int, help="first N examples of each task")
     p.add_argument("--out", help="output folder (default: <run dir>/teacher with a config, else runs/teacher)")
     p.add_argument("--what", default="both", choices=["rationales", "knowledge", "both"],
@@ -165,13 +165,13 @@ def _teach(target: _Target, what: str, config: TeacherConfig, data_dir: str | No
             steps.append(ask_rationales(target.items, config, root, target.key))
             first = steps[-1].first
         else:
-            console.print(f"{target.name}: trains on its own worked solutions; no rationales asked")
+            console.print(f"{target.name}: trains on its own worked solutions; no rationales asked", soft_wrap=True)
     if what in ("knowledge", "both"):
         rationales = {**target.own, **first}
         items = [ex for ex in target.items if ex.id in rationales] if trained_only else target.items
         if trained_only and len(items) < len(target.items):
             console.print(f"{target.name}: {len(target.items) - len(items)} items have no correct rationale "
-                          "(they never train); no knowledge asked for them")
+                          "(they never train); no knowledge asked for them", soft_wrap=True)
         if items:
             steps.append(ask_knowledge(items, config, target.key, rationales))
     return steps
@@ -199,7 +199,7 @@ def _hint(console, target: _Target, written: list[str]) -> None:
     for what, configured in zip(("rationales", "knowledge"), target.side_files):
         path = target.out / f"{what}.jsonl"
         if what in written and (configured is None or Path(configured).resolve() != path.resolve()):
-            console.print(f"source {target.name!r}: set {what}: {path} to train on these")
+            console.print(f"source {target.name!r}: set {what}: {path} to train on these", soft_wrap=True)
 
 
 def cmd_serve_teacher(args) -> int:
