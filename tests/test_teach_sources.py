@@ -109,6 +109,7 @@ def test_teach_a_user_source_then_train_on_exactly_the_kept_items(tmp_path, tiny
         kept = {uid for uid, ex in pool.items() if ex.question != NEVER_RIGHT}
         assert len(pool) == 6 and len(kept) == 5  # 2 of 8 rows carved out for testing: never taught
         assert sum(teacher.asked.values()) == 2 * 6 and set(teacher.asked) == {ex.question for ex in pool.values()}
+        assert {body["temperature"] for body in server.bodies} == {0.8}  # teacher.temperature
 
         out = tmp_path / "runs" / "mine" / "teacher" / "cmp"
         rationales = read_jsonl(out / "rationales.jsonl", required=("id", "rationale"))

@@ -25,7 +25,7 @@ from skintern.teacher.config import TeacherConfig
 if TYPE_CHECKING:  # generate pulls in the HTTP client; every skintern command imports this module
     from skintern.teacher.generate import Key, Taught
 
-_FLAG_FIELDS = {"base_url": "base_url", "model": "model", "n_samples": "n_samples",
+_FLAG_FIELDS = {"base_url": "base_url", "model": "model", "n_samples": "n_samples", "temperature": "temperature",
                 "concurrency": "concurrency", "cache": "cache_path", "prompt_template": "prompt_template"}
 
 
@@ -39,12 +39,14 @@ def add_commands(subparsers) -> None:
     p.add_argument("--dataset", help="teach this built-in benchmark instead of the config's data.train (default "
                                      "without a config: bbh)")
     p.add_argument("--tasks", help="comma-separated tasks (default: the config's, else all)")
-    p.add_argument("--split", default="train", choices=["train", "test"], help="with --dataset (a config teaches train parts)")
+    p.add_argument("--split", default="train", choices=["train", "test"],
+                   help="with --dataset (a config teaches its train parts)")
     p.add_argument("--limit-per-task", type=int, help="first N examples of each task")
     p.add_argument("--out", help="output folder (default: <run dir>/teacher with a config, else runs/teacher)")
     p.add_argument("--what", default="both", choices=["rationales", "knowledge", "both"],
                    help="knowledge: a source's own rationales (a mapped field or file, GSM8K's solutions) only")
     p.add_argument("--n-samples", type=int, help="rationales sampled per question")
+    p.add_argument("--temperature", type=float, help="sampling temperature (the paper: 2 samples at 0.8)")
     p.add_argument("--concurrency", type=int, help="requests in flight at once")
     p.add_argument("--cache", help="SQLite response cache (default: .cache/teacher.sqlite)")
     p.add_argument("--prompt-template", help="CoT template file with {question} (default: BBH's 3-shot prompt, "
