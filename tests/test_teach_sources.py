@@ -66,17 +66,18 @@ def write_jsonl(path: Path, items: list[dict]) -> Path:
     return path
 
 
-def write_config(tmp_path: Path, student: Path, server: FakeOpenAI, train: list[dict], tests: list | None = None) -> Path:
+def write_config(tmp_path: Path, student: Path, server: FakeOpenAI, train: list, tests: list | None = None,
+                 data: dict | None = None, teacher: dict | None = None) -> Path:
     cfg = {
         "name": "mine",
         "output_dir": str(tmp_path / "runs"),
-        "data": {"train": train},
+        "data": {"train": train, **(data or {})},
         "student": {"model": str(student)},
         "train": {"finetune": "full", "epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "save_steps": 2},
         "eval": {"datasets": tests or [train[0]["name"]], "batch_size": 4, "max_new_tokens": 8},
         "teacher": {"base_url": server.base_url, "model": "fake", "temperature": 0.8, "n_samples": 2,
                     "backoff_base_s": 0.001, "max_retries": 1, "timeout_s": 5,
-                    "cache_path": str(tmp_path / "cache.sqlite")},
+                    "cache_path": str(tmp_path / "cache.sqlite"), **(teacher or {})},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -158,7 +159,7 @@ def test_what_knowledge_on_a_source_with_its_own_rationales(tmp_path, tiny_stude
     knowledge = read_jsonl(out / "knowledge.jsonl", required=("id", "summary", "knowledge"))
     assert [k["id"] for k in knowledge] == ["q0", "q1", "q3", "q4", "q5"]
     assert all(f"Correct solution:\n{r['why']}" in "".join(teacher.knowledge_prompts) for r in items if r["uid"] != "q2")
-    assert "source 'own': set knowledge: " in err
+    assert f"source 'own': knowledge: {out / 'knowledge.jsonl'} -- set it to train on these" in err.splitlines()
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_student_dir, capsys):
@@ -187,3 +188,51 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_student_dir, ca
     assert code == 2 and err.startswith(f"skintern: error: teacher {url} model 'fake': gave up after 2 tries (")
     assert "\n" not in err
     assert not (tmp_path / "runs" / "mine" / "teacher").exists()
+
+
+def tiny_builtins(root: Path) -> None:
+    """BBH (one yes/no task: 6 train, 2 test) and GSM8K (3 train, 1 test) in the shared data's layout."""
+    (root / "bbh" / "cot-prompts").mkdir(parents=True)
+    (root / "gsm8k").mkdir()
+    examples = [{"input": f"Is claim {k} plausible?", "target": "yes" if k % 2 else "no"} for k in range(8)]
+    (root / "bbh" / "toy.json").write_text(json.dumps({"examples": examples}))
+    (root / "bbh" / "split.json").write_text(json.dumps({"toy": {"train": list(range(6)), "test": [6, 7]}}))
+    (root / "bbh" / "cot-prompts" / "toy.txt").write_text(
+        "canary\n-----\nJudge plausibility.\n\nQ: Is it?\nA: Let's think step by step. So the answer is yes.\n")
+    for split, n in (("train", 3), ("test", 1)):
+        write_jsonl(root / "gsm8k" / f"{split}.jsonl", [
+            {"question": f"Tom has {k} apples and buys 2 more. How many?", "answer": f"He has {k} + 2 apples.\n#### {k + 2}"}
+            for k in range(n)])
+
+
+def test_builtin_sources_are_taught_in_the_shape_the_trainer_reads(tmp_path, tiny_student_dir, capsys):
+    """BBH: generated rationales and knowledge by (task, index), read through data.teacher_cot / data.knowledge;
+    GSM8K: no rationales asked (it trains on its worked solutions), knowledge written from them."""
+    tiny_builtins(tmp_path / "data")
+    out = tmp_path / "runs" / "mine" / "teacher"
+
+    def reply(body: dict) -> str:
+        return KNOWLEDGE if body["messages"][0]["content"] == KNOWLEDGE_SYSTEM else "Hmm. So the answer is yes."
+
+    with FakeOpenAI(reply=reply) as server:
+        data = {"data_dir": str(tmp_path / "data"), "teacher_cot": str(out / "bbh" / "rationales.jsonl"),
+                "knowledge": str(out / "bbh" / "knowledge.jsonl")}
+        config = write_config(tmp_path, tiny_student_dir, server, ["bbh", "gsm8k"], ["bbh"], data=data,
+                              teacher={"n_samples": 1, "temperature": 0.0})
+        code, err = teach(config, capsys)
+        assert code == 0, err
+        knowledge_asks = [b["messages"][1]["content"] for b in server.bodies if b["messages"][0]["content"] == KNOWLEDGE_SYSTEM]
+        assert server.answered == 6 + 3 + 3  # 6 BBH rationales, knowledge for its 3 kept and for the 3 GSM8K items
+    assert "gsm8k: trains on its own worked solutions; no rationales asked" in err.splitlines()
+    assert "data.teacher_cot" not in err  # already pointed at the taught files
+    assert not (out / "gsm8k" / "rationales.jsonl").exists()
+    assert [r["index"] for r in read_jsonl(out / "bbh" / "rationales.jsonl")] == [1, 3, 5]
+    gsm = read_jsonl(out / "gsm8k" / "knowledge.jsonl", required=("task", "index", "summary", "knowledge"))
+    assert [(k["task"], k["index"]) for k in gsm] == [("gsm8k", 0), ("gsm8k", 1), ("gsm8k", 2)]
+    assert any("Correct answer: 3\n\nCorrect solution:\nHe has 1 + 2 apples." in ask for ask in knowledge_asks)
+
+    loaded = load_config(config)
+    rd = load_run_data(loaded.data, loaded.eval)
+    assert sorted(ex.id for ex in rd.train) == ["bbh/toy/1", "bbh/toy/3", "bbh/toy/5", "gsm8k/gsm8k/0",
+                                                "gsm8k/gsm8k/1", "gsm8k/gsm8k/2"]
+    assert {(r.task, r.index) for r in rd.knowledge if r.task == "toy"} == {("toy", 1), ("toy", 3), ("toy", 5)}

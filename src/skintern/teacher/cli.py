@@ -91,8 +91,9 @@ class _Target:
     out: Path
     generates: bool = True
     """False for GSM8K: it trains on its own worked solutions, teacher rationales would go unread."""
-    side_files: tuple[str | None, str | None] | None = None
-    """A user source's configured (rationales, knowledge) files, to tell the user where to point them."""
+    settings: tuple[tuple[str, str | None], tuple[str, str | None]] | None = None
+    """(setting, its configured file) through which the trainer reads this source's rationales and knowledge, to
+    tell the user where to point them; None without a config."""
 
 
 def _targets(args, data_dir: str | None, tasks: list[str] | None, limit: int | None, out: Path) -> list[_Target]:
@@ -123,7 +124,8 @@ def _target(source: str | SourceConfig, data: DataConfig, root: Path | None, tas
         items = D.first_per_task(items, limit) if limit else items
         cot = Path(data.teacher_cot) if data.teacher_cot else root / "bbh/teacher/code-davinci-002-cot.jsonl"
         own = import_rationales(cot, items).by_id if cot.is_file() else {}
-        return _Target("bbh", items, by_task_index, own, out)
+        return _Target("bbh", items, by_task_index, own, out,
+                       settings=(("data.teacher_cot", data.teacher_cot), ("data.knowledge", data.knowledge)))
     if source == "gsm8k":
         items = D.load_benchmark("gsm8k", root, limit_per_task=limit, split="train")
         solutions = D.gsm8k_solutions(root, "train")
@@ -134,7 +136,8 @@ def _target(source: str | SourceConfig, data: DataConfig, root: Path | None, tas
     items = loaded.train_part()
     own = {ex.id: loaded.rationales[ex.id] for ex in items if ex.id in loaded.rationales}
     return _Target(source.name, items, lambda ex: {"id": loaded.ids[ex.index]}, own, out,
-                   side_files=(source.rationales, source.knowledge))
+                   settings=((f"source {source.name!r}: rationales", source.rationales),
+                             (f"source {source.name!r}: knowledge", source.knowledge)))
 
 
 def cmd_teach(args) -> int:
@@ -148,7 +151,7 @@ def cmd_teach(args) -> int:
     for target, steps in taught:  # written only now: a failure on any source leaves no file half-done
         for step in steps:
             _print(console, target.name, step.what, step.write(target.out))
-        if target.side_files is not None:
+        if target.settings is not None:
             _hint(console, target, [step.what for step in steps])
     return 0
 
@@ -197,11 +200,12 @@ def _print(console, source: str, what: str, summary: dict) -> None:
 
 
 def _hint(console, target: _Target, written: list[str]) -> None:
-    """A user source trains on taught files only through its rationales: / knowledge: settings."""
-    for what, configured in zip(("rationales", "knowledge"), target.side_files):
+    """A run trains on taught files only through the source's settings (BBH: data.teacher_cot / data.knowledge,
+    a user source: its rationales: / knowledge:), which teach does not edit."""
+    for what, (setting, configured) in zip(("rationales", "knowledge"), target.settings):
         path = target.out / f"{what}.jsonl"
         if what in written and (configured is None or Path(configured).resolve() != path.resolve()):
-            console.print(f"source {target.name!r}: set {what}: {path} to train on these", soft_wrap=True)
+            console.print(f"{setting}: {path} -- set it to train on these", soft_wrap=True)
 
 
 def cmd_serve_teacher(args) -> int:
