@@ -130,10 +130,10 @@ def test_teach_a_user_source_then_train_on_exactly_the_kept_items(tmp_path, tiny
         assert {rows(8)[ex.index]["uid"] for ex in rd.train} == kept
         assert all((ex.task, ex.index) in rd.knowledge for ex in rd.train) and len(rd.knowledge) == 5
 
-        before = (server.answered, (out / "rationales.jsonl").read_text(), (out / "knowledge.jsonl").read_text())
+        before = (server.received, (out / "rationales.jsonl").read_text(), (out / "knowledge.jsonl").read_text())
         code, err = teach(config, capsys)  # a rerun: everything from the cache
         assert code == 0, err
-        assert (server.answered, (out / "rationales.jsonl").read_text(), (out / "knowledge.jsonl").read_text()) == before
+        assert (server.received, (out / "rationales.jsonl").read_text(), (out / "knowledge.jsonl").read_text()) == before
 
     assert main(["run", str(config)]) == 0
     results = json.loads((tmp_path / "runs" / "mine" / "results.json").read_text())

@@ -44,7 +44,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--limit-per-task", type=int, help="first N examples of each task")
     p.add_argument("--out", help="output folder (default: <run dir>/teacher with a config, else runs/teacher)")
     p.add_argument("--what", default="both", choices=["rationales", "knowledge", "both"],
-                   help="knowledge: a source's own rationales (a mapped field or file, GSM8K's solutions) only")
+                   help="knowledge alone is written from each source's own rationales (a mapped field or "
+                        "file, BBH's data.teacher_cot, GSM8K's worked solutions)")
     p.add_argument("--n-samples", type=int, help="rationales sampled per question")
     p.add_argument("--temperature", type=float, help="sampling temperature (the paper: 2 samples at 0.8)")
     p.add_argument("--concurrency", type=int, help="requests in flight at once")
