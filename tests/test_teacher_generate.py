@@ -80,7 +80,7 @@ def test_answer_leaks():
     assert answer_leak("1. Count items.\n3. Add them up.", COUNT) is None  # list numbers are not the answer
 
 
-def test_bbh_uses_its_own_cot_prompt_and_other_data_needs_a_template(tmp_path):
+def test_bbh_uses_its_own_cot_prompt_and_other_data_a_zero_shot_one(tmp_path):
     prompts = tmp_path / "bbh" / "cot-prompts"
     prompts.mkdir(parents=True)
     (prompts / "sports_understanding.txt").write_text(
@@ -88,9 +88,12 @@ def test_bbh_uses_its_own_cot_prompt_and_other_data_needs_a_template(tmp_path):
     user = rationale_messages(SPORT, tmp_path, None)[1]["content"]
     assert user.startswith("Judge plausibility.\n\nQ: Is X plausible?")
     assert user.endswith(f"Q: {SPORT.question}\nA: Let's think step by step.")
-    gsm = Example("gsm8k", "gsm8k", 0, "1+1?", "2", "number")
-    with pytest.raises(SkinternError, match="prompt_template"):
-        rationale_messages(gsm, tmp_path, None)
+    gsm = Example("gsm8k", "gsm8k", 0, "1+1?", "2", "number", description="Solve the math word problem.")
+    assert rationale_messages(gsm, tmp_path, None)[1]["content"] == (
+        "Task: Solve the math word problem.\nExplain your reasoning first and conclude with the format "
+        "'Therefore, the answer is'.\n\nQuestion: 1+1?\nAnswer: Let's think step by step.")
+    assert clean_rationale("1 plus 1 is 2. Therefore, the answer is 2.\nQuestion: 2+2?") == \
+        "1 plus 1 is 2. Therefore, the answer is 2."
     assert rationale_messages(gsm, tmp_path, "Solve: {question}")[1]["content"] == "Solve: 1+1?"
 
 

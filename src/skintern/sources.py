@@ -47,6 +47,8 @@ class Source:
     knowledge: list[KnowledgeRecord]
     wrong: frozenset[str] = frozenset()
     """Example ids whose every rationale states another answer than the gold one (left out of training)."""
+    ids: tuple[str, ...] = ()
+    """Each row's id (fields.id, else its row number), by index: the key of rationale and knowledge side files."""
 
     def train_part(self) -> list[Example]:
         part = [ex for ex in self.items if ex.index not in self.test_indices]
@@ -321,7 +323,7 @@ def load_source(cfg: SourceConfig) -> Source:
         else:
             wrong.add(ex.id)
     records = [KnowledgeRecord(items[i].task, i, summary, text) for i, (summary, text) in knowledge.items()]
-    return Source(cfg, items, _carve(cfg, len(items)), rationales, records, frozenset(wrong))
+    return Source(cfg, items, _carve(cfg, len(items)), rationales, records, frozenset(wrong), tuple(r.id for r in rows))
 
 
 def _carve(cfg: SourceConfig, n: int) -> frozenset[int]:

@@ -121,7 +121,7 @@ class SKIntern(Method):
 
     def _teach_knowledge(self, examples: list[Example]) -> list[KnowledgeRecord]:
         out = self.ctx.run_dir / "teacher"
-        generate_knowledge(examples, self.ctx.teacher, out)
+        generate_knowledge(examples, self.ctx.teacher, out, self.ctx.data.rationales)  # from each item's training rationale
         return KnowledgeStore.load(out / "knowledge.jsonl").records()
 
     def stage_pairs(self) -> dict[int, list[SFTExample]]:

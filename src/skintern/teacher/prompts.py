@@ -1,8 +1,9 @@
 """What the teacher is asked, and how its replies are read and checked.
 
-Rationales: few-shot CoT (BBH's own 3-shot prompt, or a user template file), cut to the first
-"So the answer is X." Knowledge: the SKIntern teacher prompt, from question + gold answer, a
-numbered learning summary and numbered supplementary knowledge that must not give the answer away."""
+Rationales: few-shot CoT (BBH's own 3-shot prompt, or a user template file), else the paper's zero-shot
+CoT teacher prompt (task description + question, concluding "Therefore, the answer is"), cut to the first
+"... the answer is X." Knowledge: the SKIntern teacher prompt, from question + gold answer + a correct
+rationale, a numbered learning summary and numbered supplementary knowledge that must not give the answer away."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from skintern.files import read_text
 COT_SYSTEM = ("Answer the last question the way the examples do: reason step by step, "
               "then finish with one sentence 'So the answer is X.' and stop.")
 
+ZERO_SHOT_SYSTEM = ("You are an expert teacher. Explain your reasoning step by step first, "
+                    "and conclude with the format 'Therefore, the answer is X.' and stop.")
+
 KNOWLEDGE_SYSTEM = """You are a teacher preparing a student for a reasoning question. You are given the \
-question and its correct answer. Do NOT state the answer, the correct option letter or the correct \
+question, its correct answer and usually a correct worked solution. Do NOT state the answer, the correct option letter or the correct \
 option's text anywhere; teach how to get there instead.
 
 Reply in exactly this format and nothing else:
@@ -48,15 +52,21 @@ def load_template(path: str | Path) -> str:
 
 
 def rationale_messages(example: Example, data_dir: Path | None, template: str | None) -> list[dict]:
-    """A user template wins; otherwise BBH uses its own 3-shot CoT prompt; other data needs a template."""
+    """A user template wins; otherwise BBH uses its own 3-shot CoT prompt, and other data (no few-shot file) the
+    paper's zero-shot CoT teacher prompt: task description + question (its options included) + the trigger."""
     if template is not None:
         prompt = template.replace("{task}", example.task).replace("{question}", example.question.strip())
     elif example.dataset == "bbh":
         prompt = f"{_shots(data_dir, example.task)}\n\nQ: {example.question.strip()}\nA: Let's think step by step."
     else:
-        raise SkinternError(f"{example.id}: no few-shot prompt for dataset {example.dataset!r}; "
-                            "set teacher.prompt_template (a file with {question})")
+        return [{"role": "system", "content": ZERO_SHOT_SYSTEM}, {"role": "user", "content": zero_shot_prompt(example)}]
     return [{"role": "system", "content": COT_SYSTEM}, {"role": "user", "content": prompt}]
+
+
+def zero_shot_prompt(example: Example) -> str:
+    task = f"Task: {example.description.strip()}\n" if example.description.strip() else ""
+    return (f"{task}Explain your reasoning first and conclude with the format 'Therefore, the answer is'.\n\n"
+            f"Question: {example.question.strip()}\nAnswer: Let's think step by step.")
 
 
 def clean_rationale(text: str) -> str | None:
@@ -76,10 +86,13 @@ def gold_option(example: Example) -> str | None:
     return example.options[k].strip() if 0 <= k < len(example.options) else None
 
 
-def knowledge_messages(example: Example) -> list[dict]:
+def knowledge_messages(example: Example, rationale: str | None = None) -> list[dict]:
+    """Question + gold answer, and a correct rationale when there is one (the paper's k = LLM(p_k, x, y, r))."""
     option = gold_option(example)
     answer = f"{example.answer} {option}" if option else example.answer
     user = f"Question:\n{example.question.strip()}\n\nCorrect answer: {answer}"
+    if rationale:
+        user += f"\n\nCorrect solution:\n{rationale.strip()}"
     return [{"role": "system", "content": KNOWLEDGE_SYSTEM}, {"role": "user", "content": user}]
 
 
