@@ -105,9 +105,11 @@ class GenerationCaps:
         answer = max((len(tokenizer(f" {a}.", add_special_tokens=False).input_ids) for a in answers), default=12)
         return cls(rationale=rationale, answer=answer + ANSWER_MARGIN)
 
-    def generator(self, cfg: EvalConfig, model, tokenizer) -> Generator:
+    def generator(self, cfg: EvalConfig, model, tokenizer, stop_strings: Sequence[str]) -> Generator:
+        """`stop_strings`: the student's prompt format's (`PromptFormat.stop_strings`)."""
         return Generator(model, tokenizer, backend=cfg.backend, batch_size=cfg.batch_size,
-                         max_new_tokens=cfg.max_new_tokens or self.rationale, endpoint=cfg.openai, gguf=cfg.llamacpp)
+                         max_new_tokens=cfg.max_new_tokens or self.rationale, stop_strings=stop_strings,
+                         endpoint=cfg.openai, gguf=cfg.llamacpp)
 
 
 @dataclass

@@ -3,9 +3,9 @@
 `export_run` folds the trained LoRA adapter into the base student (`merge_and_unload`), so the
 result loads with plain `AutoModelForCausalLM.from_pretrained`, `vllm serve` or llama.cpp's
 `convert_hf_to_gguf.py`, and writes a model card and an Ollama `Modelfile` whose template is the student's own
-inference prompt; with `gguf`, llama.cpp's own converter also writes a GGUF file beside the weights. `ask` is
-the question-only inference path: the Std-CoT prompt, greedy, the usual stop strings; a SKIntern student needs
-nothing else."""
+inference prompt, and `skintern.json` with the run's prompt format; with `gguf`, llama.cpp's own converter also
+writes a GGUF file beside the weights. `ask` is the question-only inference path: the Std-CoT prompt in the prompt
+format the student trained in, greedy, that format's stop strings; a SKIntern student needs nothing else."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from skintern import data as D
 from skintern.config import RunConfig, config_from_dict
 from skintern.data import extract_answer
 from skintern.errors import SkinternError
-from skintern.files import atomic_write_text
+from skintern.files import atomic_write_text, read_json
 from skintern.generation import Generation, Generator
 from skintern.methods import METHODS
-from skintern.prompts import STOP_STRINGS, cot_prompt, rationale_body, task_head
+from skintern.prompts import PROMPT_FORMATS, PromptFormat, cot_prompt, rationale_body, task_head
 from skintern.report import dataset_columns, summary_table
 from skintern.results import Results, load_results
 from skintern.student import Student, load_student, save_merged
@@ -76,7 +76,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
                method: str | None = None, gguf: str | None = None) -> Path:
     """Write the trained student of `run_dir` (its `method`, default the config's) to `out_dir`
     (default `<run>/export/<method>`): merged safetensors (or the bare adapter with merge=False),
-    tokenizer, README.md and, merged, an Ollama Modelfile; with `gguf` (f16 | q8_0) also `<name>-<gguf>.gguf`,
+    tokenizer (its chat template too), README.md, skintern.json (EXPORT_INFO) and, merged, an Ollama Modelfile; with `gguf` (f16 | q8_0) also `<name>-<gguf>.gguf`,
     which the Modelfile then uses. Written in a temp folder and renamed, so `out_dir` is never half-done."""
     run_dir = Path(run_dir)
     if gguf is not None and gguf not in GGUF_TYPES:
@@ -93,7 +93,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     weights = METHODS[name].weights_dir(run_dir, cfg.settings(name)) / "final"
     if not weights.is_dir():
         raise SkinternError(f"trained weights not found: {weights}")
-    student = load_student(cfg.student.model, cfg.student.dtype)
+    student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
     model = with_lora(student.model, cfg.train)
     load_trained_weights(model, weights)
     out = Path(out_dir) if out_dir else run_dir / "export" / name
@@ -106,14 +106,15 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
             model.save_pretrained(tmp)
             student.tokenizer.save_pretrained(tmp)
         merged = merge or not isinstance(model, PeftModel)
-        system = export_description(cfg)
-        atomic_write_text(tmp / "README.md", model_card(cfg, results, name, merged, system))
+        system, fmt = export_description(cfg), student.prompt_format
+        atomic_write_text(tmp / "README.md", model_card(cfg, results, name, merged, fmt, system))
+        atomic_write_text(tmp / EXPORT_INFO, json.dumps({"method": name, "prompt_format": fmt.kind}, indent=1) + "\n")
         source = "."
         if converter:
             source = f"./{cfg.name}-{name}-{gguf}.gguf"
             convert_to_gguf(converter, tmp, tmp / source, gguf)
         if merged:
-            atomic_write_text(tmp / "Modelfile", ollama_modelfile(system, source))
+            atomic_write_text(tmp / "Modelfile", ollama_modelfile(system, fmt, source))
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -132,9 +133,30 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-OLLAMA_TEMPLATE = ("{{ if .System }}" + task_head("{{ .System }}") + "{{ end }}"
-                   + cot_prompt("", "{{ .Prompt }}"))
-"""`prompts.cot_prompt` as an Ollama (Go) template: the task description is the system text, the question the prompt."""
+EXPORT_INFO = "skintern.json"
+"""What `ask` needs to prompt an exported student as it trained: {"method": ..., "prompt_format": plain | chat}."""
+_SYSTEM = "SKINTERN-SYSTEM"  # stands for the task description while the prompt is rendered
+
+
+def ollama_template(fmt: PromptFormat) -> str:
+    """`prompts.cot_prompt` in the prompt format as an Ollama (Go) template: the task description is the system text,
+    the question the prompt. Under chat, the chat template renders it with placeholders in place of both."""
+    head = task_head(_SYSTEM)
+    prompt = fmt.prompt(cot_prompt(_SYSTEM, "{{ .Prompt }}"))
+    if prompt.count(head) != 1:
+        raise SkinternError("Modelfile: the student's chat template does not keep the task description as written")
+    return prompt.replace(head, "{{ if .System }}" + task_head("{{ .System }}") + "{{ end }}")
+
+
+def exported_prompt_format(model_dir: str | os.PathLike) -> str:
+    """The prompt format an exported student trained in (its EXPORT_INFO); plain for any other model."""
+    path = Path(model_dir) / EXPORT_INFO
+    if not path.is_file():
+        return "plain"
+    kind = read_json(path).get("prompt_format")
+    if kind not in PROMPT_FORMATS:
+        raise SkinternError(f"{path}: prompt_format: expected one of {', '.join(PROMPT_FORMATS)}, got {kind!r}")
+    return kind
 
 
 def export_description(cfg: RunConfig) -> str:
@@ -153,20 +175,21 @@ def _quoted(text: str, what: str) -> str:
     return f'"""{text}"""'
 
 
-def ollama_modelfile(system: str, source: str = ".") -> str:
-    """An Ollama Modelfile for the exported folder `source` (or a GGUF file in it): the inference prompt as TEMPLATE,
-    the task description as SYSTEM when there is one, a stop for each of STOP_STRINGS, greedy decoding."""
+def ollama_modelfile(system: str, fmt: PromptFormat, source: str = ".") -> str:
+    """An Ollama Modelfile for the exported folder `source` (or a GGUF file in it): the inference prompt in the prompt
+    format `fmt` as TEMPLATE, the task description as SYSTEM when there is one, a stop for each of the format's stop
+    strings, greedy decoding."""
     lines = ["# Ollama: ollama create NAME -f Modelfile; ollama run NAME \"<question>\"",
-             "# TEMPLATE renders skintern's inference prompt (prompts.cot_prompt) byte for byte.",
-             f"FROM {source}", f"TEMPLATE {_quoted(OLLAMA_TEMPLATE, 'template')}"]
+             f"# TEMPLATE renders skintern's inference prompt (prompts.cot_prompt, {fmt.kind} format) byte for byte.",
+             f"FROM {source}", f"TEMPLATE {_quoted(ollama_template(fmt), 'template')}"]
     if system:
         lines.append(f"SYSTEM {_quoted(system, 'task description')}")
-    lines += [f"PARAMETER stop {_quoted(stop, 'stop string')}" for stop in STOP_STRINGS]
+    lines += [f"PARAMETER stop {_quoted(stop, 'stop string')}" for stop in fmt.stop_strings]
     lines.append("PARAMETER temperature 0")
     return "\n".join(lines) + "\n"
 
 
-def model_card(cfg: RunConfig, results: Results, method: str, merged: bool, system: str = "") -> str:
+def model_card(cfg: RunConfig, results: Results, method: str, merged: bool, fmt: PromptFormat, system: str = "") -> str:
     """README.md: what the model is, how it was trained, what it scored, and how to prompt it."""
     t = cfg.train
     teacher = results.teacher or cfg.teacher.model or "code-davinci-002 (BBH CoT rationales)"
@@ -195,16 +218,16 @@ def model_card(cfg: RunConfig, results: Results, method: str, merged: bool, syst
             cells = ["-" if row[d] is None else f"{100 * row[d]:.1f}" for d in datasets]
             tokens = "-" if row["prompt_tokens"] is None else f"{row['prompt_tokens']:.0f}"
             lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {tokens} |")
-    stops = ", ".join(f"`{json.dumps(stop)[1:-1]}`" for stop in STOP_STRINGS)
-    prompt = cot_prompt(system or "<task description>", "<question>")
+    stops = ", ".join(f"`{json.dumps(stop)[1:-1]}`" for stop in fmt.stop_strings)
+    prompt = fmt.prompt(cot_prompt(system or "<task description>", "<question>"))
     lines += [
         "", "## Use", "",
-        f"The model answers from the question alone, greedy, stopping at {stops}. Its prompt, exactly "
-        "(the text between the fences; no newline after the last line):", "",
+        f"The model answers from the question alone, greedy, stopping at {stops}. Its prompt ({fmt.kind} format), "
+        "exactly (the text between the fences; no newline after the last line):", "",
         "```", prompt, "```", "",
         "The same as an Ollama template (`Modelfile`; `.System` is the task description):" if merged else
         "As an Ollama template (`.System` is the task description):", "",
-        "```", OLLAMA_TEMPLATE, "```", "",
+        "```", ollama_template(fmt), "```", "",
         "```", 'skintern ask <this folder> "<question>" --task <bbh task>', "vllm serve <this folder>  # OpenAI-compatible",
         *(["ollama create <name> -f Modelfile"] if merged else []), "```",
     ]
@@ -217,10 +240,12 @@ def ask(model_dir: str | os.PathLike, question: str, description: str = "", kind
     """Answer `question` from the question alone; returns (rationale, extracted answer or None).
 
     `kind`/`options` steer answer extraction (skintern.data.ANSWER_KINDS); pass a loaded `student`
-    to skip loading `model_dir` again; `backend` as eval.backend."""
+    to skip loading `model_dir` again; `backend` as eval.backend. The prompt format is the export's (EXPORT_INFO)."""
     if not question.strip():
         raise SkinternError("ask: the question is empty")
-    student = student or load_student(str(model_dir))
-    generate = Generator(student.model, student.tokenizer, backend=backend, batch_size=1, max_new_tokens=max_new_tokens)
-    gen: Generation = generate([cot_prompt(description, question)])[0]
+    student = student or load_student(str(model_dir), prompt_format=exported_prompt_format(model_dir))
+    fmt = student.prompt_format
+    generate = Generator(student.model, student.tokenizer, backend=backend, batch_size=1, max_new_tokens=max_new_tokens,
+                         stop_strings=fmt.stop_strings)
+    gen: Generation = generate([fmt.prompt(cot_prompt(description, question))])[0]
     return rationale_body(gen.text), extract_answer(gen.text, kind, options)

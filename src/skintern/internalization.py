@@ -39,7 +39,7 @@ def check_internalization(method: SKIntern, cfg: RunConfig, settings: dict, refe
     bare = [method.prompt(ex) for ex in dev]
     student = method.ctx.student
     model = with_lora(student.model, cfg.train)
-    generate = method.ctx.caps.generator(cfg.eval, model, student.tokenizer)
+    generate = method.ctx.caps.generator(cfg.eval, model, student.tokenizer, student.prompt_format.stop_strings)
 
     def load(weights: Path) -> str:
         """Put `weights` into the model; returns their fingerprint, which keys the predictions made with them."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from skintern.errors import SkinternError
+
 ANSWER_SENTENCE = "Therefore, the answer is {}."
 COT_TRIGGER = "A: Let's think step by step."
 STOP_STRINGS = ("\nQ:",)  # the student continues with the next question when it is done
@@ -93,6 +95,56 @@ def without_second_bos(tokenizer, text: str) -> str:
     if bos and text.startswith(bos) and tokenizer(text).input_ids[:2] == [tokenizer.bos_token_id] * 2:
         return text[len(bos):]
     return text
+
+
+PROMPT_FORMATS = ("plain", "chat")
+"""student.prompt_format: plain Q:/A: text, or the student's chat template."""
+_REPLY = "SKINTERN-REPLY"  # stands for an assistant reply, to find what the template writes after one
+
+
+def chat_end_of_turn(tokenizer) -> str:
+    """What the chat template writes after an assistant reply (e.g. "<|im_end|>"), less trailing whitespace: the end
+    of a chat-format training target, so the student learns to stop there."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Q"}, {"role": "assistant", "content": _REPLY}],
+                                         tokenize=False)
+    end = text[text.rfind(_REPLY) + len(_REPLY):].rstrip() if _REPLY in text else ""
+    if not end:
+        raise SkinternError("student.prompt_format: chat: the student's chat template writes no end of an assistant turn")
+    return end
+
+
+class PromptFormat:
+    """How a trained student sees its prompts and targets (student.prompt_format), the same at training, evaluation,
+    export and `ask`. plain: the texts as built here. chat: the plain prompt less its last line is the user turn in
+    the tokenizer's chat template; that last line (the reply cue, e.g. "A: Let's think step by step.") less "A:"
+    starts the assistant's reply; targets end with the template's end of turn, where evaluation stops too."""
+
+    def __init__(self, kind: str = "plain", tokenizer=None):
+        if kind not in PROMPT_FORMATS:
+            raise SkinternError(f"student.prompt_format: expected one of {', '.join(PROMPT_FORMATS)}, got {kind!r}")
+        if kind == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise SkinternError("student.prompt_format: chat needs a student tokenizer with a chat template "
+                                "(this one has none; use plain)")
+        self.kind, self.tokenizer = kind, tokenizer
+        self.end_of_turn = chat_end_of_turn(tokenizer) if kind == "chat" else ""
+
+    def prompt(self, plain: str) -> str:
+        """`plain` (a prompt ending in its reply cue line) in this format."""
+        if self.kind == "plain":
+            return plain
+        user, _, cue = plain.rpartition("\n")
+        tok = self.tokenizer
+        text = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+        return without_second_bos(tok, text) + cue.removeprefix("A:").strip()
+
+    def target(self, target: str) -> str:
+        """A training target as the end of the reply."""
+        return target + self.end_of_turn
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where generation stops: STOP_STRINGS, and under chat the end of the assistant's turn."""
+        return STOP_STRINGS + ((self.end_of_turn,) if self.end_of_turn else ())
 
 
 def cut_at_stop(text: str, stops: Sequence[str] = STOP_STRINGS) -> str:

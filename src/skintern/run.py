@@ -56,7 +56,7 @@ def evaluate_method(method: Method, model, cfg: RunConfig, out_dir: Path, weight
     `weights` says which weights the model carries; saved predictions made under other weights or settings
     are not reused."""
     student = method.ctx.student
-    generate = method.ctx.caps.generator(cfg.eval, model, student.tokenizer)
+    generate = method.ctx.caps.generator(cfg.eval, model, student.tokenizer, student.prompt_format.stop_strings)
     shape = model_shape(model.config) if method.student_answers else None
     evals, results = {}, []
     for name, examples in method.ctx.data.tests.items():
@@ -136,7 +136,7 @@ def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> Entry:
             raise SkinternError(f"{path}: finished with a different config ({changed or 'settings changed'}); "
                                 f"pick another `name` or remove {run_dir}")
         return entry
-    student = load_student(cfg.student.model, cfg.student.dtype)
+    student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
     method = build_method(name, cfg, rd, student, run_dir)
     fitted = method.fit()
     weights = METHODS[name].weights_dir(run_dir, cfg.settings(name)) / "final"
@@ -271,7 +271,8 @@ def internalization_check(cfg: RunConfig, rd: RunData, run_dir: Path, methods: l
     if not cfg.internalization.enabled or SKIntern.name not in methods:
         return None
     print("== internalization check", flush=True)
-    method = build_method(SKIntern.name, cfg, rd, load_student(cfg.student.model, cfg.student.dtype), run_dir)
+    student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
+    method = build_method(SKIntern.name, cfg, rd, student, run_dir)
     reference = ((COST_REFERENCE, METHODS[COST_REFERENCE].weights_dir(run_dir, cfg.settings(COST_REFERENCE)) / "final")
                  if COST_REFERENCE in methods else None)
     return check_internalization(method, cfg, prediction_settings(cfg), reference)
@@ -314,7 +315,8 @@ def train_only(cfg: RunConfig) -> Path:
         raise SkinternError(f"method: {cfg.method!r} does not train")
     check_writable_dir(cfg.output_dir, "output_dir")
     rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
-    build_method(cfg.method, cfg, rd, load_student(cfg.student.model, cfg.student.dtype), cfg.run_dir).fit()
+    student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
+    build_method(cfg.method, cfg, rd, student, cfg.run_dir).fit()
     return METHODS[cfg.method].weights_dir(cfg.run_dir, cfg.settings(cfg.method)) / "final"
 
 
@@ -330,7 +332,7 @@ def evaluate_trained(cfg: RunConfig, weights: str | None = None) -> Entry:
         raise SkinternError(f"trained weights not found: {path} (train with `skintern run` first or pass --weights)")
     check_writable_dir(cfg.output_dir, "output_dir")
     rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
-    student = load_student(cfg.student.model, cfg.student.dtype)
+    student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
     model = student.model
     if cls.trains and not served:
         model = with_lora(model, cfg.train)

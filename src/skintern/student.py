@@ -10,7 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from skintern.errors import SkinternError
 from skintern.packaged_gguf import smollm2_gguf
+from skintern.prompts import PROMPT_FORMATS, PromptFormat
 from skintern.schema import check_choice
 
 
@@ -53,9 +54,14 @@ class StudentConfig:
     """An alias (smollm2-135m, gemma3-270m), a local model folder, a .gguf file or a hub id."""
     dtype: str = "float32"
     """float32 | bfloat16 | float16: the dtype the weights are loaded in."""
+    prompt_format: str = "plain"
+    """plain | chat: how a trained student's prompts and targets are laid out, at training, evaluation, export and
+    `ask` alike. chat wraps the question in the student's own chat template (an Instruct model is tuned on it) and
+    ends each target with its end of turn; the tokenizer must have a chat template (checked at load)."""
 
     def __post_init__(self):
         check_choice("dtype", self.dtype, DTYPES)
+        check_choice("prompt_format", self.prompt_format, PROMPT_FORMATS)
 
 
 @dataclass
@@ -64,6 +70,8 @@ class Student:
     tokenizer: PreTrainedTokenizerBase
     name: str  # what the user asked for, recorded in results
     path: Path | str  # where the weights were loaded from
+    prompt_format: PromptFormat = field(default_factory=PromptFormat)
+    """The layout of every trained method's prompts and targets (student.prompt_format)."""
 
 
 def cache_root() -> Path:
@@ -87,7 +95,7 @@ def resolve_student_path(name: str) -> Path | str:
     return name
 
 
-def load_student(name: str, dtype: str = "float32") -> Student:
+def load_student(name: str, dtype: str = "float32", prompt_format: str = "plain") -> Student:
     if dtype not in DTYPES:
         raise SkinternError(f"student.dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
     path = resolve_student_path(name)
@@ -99,7 +107,8 @@ def load_student(name: str, dtype: str = "float32") -> Student:
         raise SkinternError(f"cannot load student {name!r} from {path}: {first_line}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return Student(model=model, tokenizer=tokenizer, name=name, path=path)
+    return Student(model=model, tokenizer=tokenizer, name=name, path=path,
+                   prompt_format=PromptFormat(prompt_format, tokenizer))
 
 
 def _cached_gguf_conversion(gguf: Path) -> Path:

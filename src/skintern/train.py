@@ -125,8 +125,13 @@ class TrainStats:
 
 
 def _encode(tokenizer, ex: SFTExample) -> tuple[list[int], list[int]]:
+    """Prompt ids, and target ids ending in EOS (added unless the target ends with it already, as a chat-format
+    target does where the template's end of turn is the EOS token)."""
     prompt_ids = tokenizer(ex.prompt).input_ids
-    return prompt_ids, tokenizer(ex.target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    target_ids = tokenizer(ex.target, add_special_tokens=False).input_ids
+    if not target_ids or target_ids[-1] != tokenizer.eos_token_id:
+        target_ids.append(tokenizer.eos_token_id)
+    return prompt_ids, target_ids
 
 
 def pair_length(tokenizer, ex: SFTExample) -> int:

@@ -16,7 +16,7 @@ from skintern.data import Example
 from skintern.evaluate import GenerationCaps
 from skintern.generation import Generation, Generator
 from skintern.methods.rundata import RunData
-from skintern.prompts import cot_prompt, cot_target
+from skintern.prompts import PromptFormat, cot_prompt, cot_target
 from skintern.retrieval import RetrievalConfig
 from skintern.schema import check_range
 from skintern.student import Student
@@ -102,8 +102,17 @@ class Method:
         return run_dir / "train" / cls.name
 
     # -- inference
+    @property
+    def prompt_format(self) -> PromptFormat:
+        """The student's prompt format: every trained method's prompts and targets pass through it here."""
+        return self.ctx.student.prompt_format
+
     def prompt(self, ex: Example) -> str:
-        """The input of the first (usually only) inference pass."""
+        """The input of the first (usually only) inference pass, in the student's prompt format."""
+        return self.prompt_format.prompt(self.plain_prompt(ex))
+
+    def plain_prompt(self, ex: Example) -> str:
+        """`prompt` as plain text, ending in its reply cue line (what methods override)."""
         return cot_prompt(self.ctx.data.description(ex), ex.question)
 
     def infer(self, examples: Sequence[Example], generate: Generator) -> list[list[Generation]]:
@@ -149,9 +158,15 @@ class Method:
         return finetune(ctx.student.model if model is None else model, ctx.student.tokenizer, pairs, ctx.train, out,
                         seed=ctx.seed, epochs=epochs, desc=self.name, optimizers=optimizers)
 
+    def pair(self, id: str, prompt: str, target: str, **kwargs) -> SFTExample:
+        """A training pair: `prompt` already in the prompt format, `target` ending the reply in it (every method's
+        pairs are made here, so the target's end matches what evaluation stops at)."""
+        return SFTExample(id, prompt, self.prompt_format.target(target), **kwargs)
+
     def cot_pair(self, ex: Example, prompt: str | None = None) -> SFTExample:
+        """`ex`'s rationale-and-answer pair; `prompt` (in the prompt format): default `prompt(ex)`."""
         rationale = self.ctx.data.rationales[ex.id]
-        return SFTExample(ex.id, prompt if prompt is not None else self.prompt(ex), cot_target(rationale, ex.answer))
+        return self.pair(ex.id, prompt if prompt is not None else self.prompt(ex), cot_target(rationale, ex.answer))
 
 
 class AnswerOnly(Method):

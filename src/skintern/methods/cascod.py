@@ -31,8 +31,8 @@ class CasCoD(Method):
         rows = []
         for ex in self.ctx.data.train:
             rationale = rationale_body(self.ctx.data.rationales[ex.id])
-            rows.append(SFTExample(f"{ex.id}#rationale", self.prompt(ex), f" {rationale}", weight=1 - alpha, task="rationale"))
-            rows.append(SFTExample(ex.id, self.answer_prompt(ex, rationale), f" {ex.answer}.", weight=alpha, task="answer"))
+            rows.append(self.pair(f"{ex.id}#rationale", self.prompt(ex), f" {rationale}", weight=1 - alpha, task="rationale"))
+            rows.append(self.pair(ex.id, self.answer_prompt(ex, rationale), f" {ex.answer}.", weight=alpha, task="answer"))
         return rows
 
     def infer(self, examples: Sequence[Example], generate: Generator) -> list[list[Generation]]:

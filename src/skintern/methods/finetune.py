@@ -20,11 +20,11 @@ class FineTune(AnswerOnly):
     name = "fine-tune"
     Settings = AnswerCapSettings
 
-    def prompt(self, ex: Example) -> str:
+    def plain_prompt(self, ex: Example) -> str:
         return answer_prompt(self.ctx.data.description(ex), ex.question)
 
     def train_pairs(self) -> list[SFTExample]:
-        return [SFTExample(ex.id, self.prompt(ex), f" {ex.answer}.") for ex in self.ctx.data.train]
+        return [self.pair(ex.id, self.prompt(ex), f" {ex.answer}.") for ex in self.ctx.data.train]
 
     @classmethod
     def plan(cls, settings: AnswerCapSettings, data: RunData, train: TrainConfig) -> TrainPlan:

@@ -27,5 +27,5 @@ class KAFT(FineTune, KARD):
     Settings = KAFTSettings
     settings: KAFTSettings
 
-    def prompt(self, ex: Example) -> str:
+    def plain_prompt(self, ex: Example) -> str:
         return answer_prompt(self.ctx.data.description(ex), ex.question, self.knowledge_for(ex))

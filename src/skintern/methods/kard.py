@@ -66,5 +66,5 @@ class KARD(Method):
         store = self.ctx.data.knowledge
         return "\n\n".join(store.get(h.task, h.index).text() for h in hits)
 
-    def prompt(self, ex: Example) -> str:
+    def plain_prompt(self, ex: Example) -> str:
         return augmented_prompt(self.ctx.data.description(ex), ex.question, knowledge=self.knowledge_for(ex))

@@ -45,7 +45,7 @@ class MTCoT(AnswerOnly):
     def _head(self, ex: Example) -> str:
         return task_head(self.ctx.data.description(ex))
 
-    def prompt(self, ex: Example) -> str:
+    def plain_prompt(self, ex: Example) -> str:
         return self.answer_prompt(ex)
 
     def train_pairs(self) -> list[SFTExample]:
@@ -53,8 +53,9 @@ class MTCoT(AnswerOnly):
         rows = []
         for ex in self.ctx.data.train:
             rationale = rationale_body(self.ctx.data.rationales[ex.id])
-            rows.append(SFTExample(ex.id, self.answer_prompt(ex), self.answer_target(ex), weight=alpha, task="answer"))
-            rows.append(SFTExample(f"{ex.id}#rationale", self.rationale_prompt(ex), f" {rationale}", weight=1 - alpha, task="rationale"))
+            rows.append(self.pair(ex.id, self.prompt(ex), self.answer_target(ex), weight=alpha, task="answer"))
+            rows.append(self.pair(f"{ex.id}#rationale", self.prompt_format.prompt(self.rationale_prompt(ex)), f" {rationale}",
+                                  weight=1 - alpha, task="rationale"))
         return rows
 
 

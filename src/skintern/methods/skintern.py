@@ -169,12 +169,13 @@ class SKIntern(Method):
                      drop: int = 0) -> str:
         """The input of `ex` at `stage`: its examples drawn from `neighbours` (less the `drop` least similar of
         them), `knowledge` (the item's knowledge text already compressed to the stage's keep-rate; ignored at
-        keep-rate 0) and the question. The final stage's is `prompt(ex)`, the inference prompt."""
+        keep-rate 0) and the question, in the prompt format. The final stage's is `prompt(ex)`, the inference prompt."""
         rd = self.ctx.data
         shots = self.stage_examples(ex, stage, neighbours)
         shots = shots[: len(shots) - drop]
-        return augmented_prompt(rd.description(ex), ex.question, knowledge if stage.knowledge_keep_rate else None,
-                                [worked_example(n.question, rd.rationales[n.id], n.answer) for n in shots])
+        return self.prompt_format.prompt(augmented_prompt(
+            rd.description(ex), ex.question, knowledge if stage.knowledge_keep_rate else None,
+            [worked_example(n.question, rd.rationales[n.id], n.answer) for n in shots]))
 
     def _fitting_pair(self, ex: Example, stage: Stage, knowledge: str | None,
                       neighbours: Sequence[Example]) -> tuple[SFTExample, int]:
