@@ -15,7 +15,7 @@ from skintern.errors import SkinternError
 from skintern.generation import Generator
 from skintern.export import ask, export_run, ollama_modelfile
 from skintern.methods.rundata import load_run_data
-from skintern.prompts import STOP_STRINGS, cot_prompt, cot_target, rationale_body
+from skintern.prompts import STOP_STRINGS, PromptFormat, cot_prompt, cot_target, rationale_body
 from skintern.run import build_method
 from skintern.student import load_student
 from skintern.train import SFTExample, finetune
@@ -98,7 +98,7 @@ def test_modelfile_renders_the_evaluated_prompt_byte_for_byte(lora_run, tmp_path
 
 
 def test_modelfile_of_a_multi_task_student_takes_the_description_as_system_text():
-    commands = modelfile_commands(ollama_modelfile(""))
+    commands = modelfile_commands(ollama_modelfile("", PromptFormat()))
     assert "SYSTEM" not in dict(commands)
     template, question = dict(commands)["TEMPLATE"], "Is 7 prime?"
     description = "Answer questions about numbers."

@@ -101,14 +101,14 @@ def load_student(name: str, dtype: str = "float32", prompt_format: str = "plain"
     path = resolve_student_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
+        fmt = PromptFormat(prompt_format, tokenizer)  # checked before the weights load
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
     except OSError as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SkinternError(f"cannot load student {name!r} from {path}: {first_line}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return Student(model=model, tokenizer=tokenizer, name=name, path=path,
-                   prompt_format=PromptFormat(prompt_format, tokenizer))
+    return Student(model=model, tokenizer=tokenizer, name=name, path=path, prompt_format=fmt)
 
 
 def _cached_gguf_conversion(gguf: Path) -> Path:
