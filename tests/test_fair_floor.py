@@ -57,7 +57,7 @@ def test_with_a_chat_template_the_question_is_the_user_turn_and_the_reply_starts
     assert few.prompt(SPORTS) == f"<|user|>\n{SHOTS}\n\nQ: {q}\n{YES_NO}</s>\n<|assistant|>\nLet's think step by step."
     arc = f"<|user|>\nQ: {ARC.question}\n{LETTER}</s>\n<|assistant|>\nLet's think step by step."
     assert zero.prompt(ARC) == few.prompt(ARC) == arc
-    # a trained student keeps the plain format it was trained on
+    # a trained student keeps the format it was trained in (student.prompt_format, plain by default)
     assert untrained("std-cot", tok, tmp_path).prompt(SPORTS) == cot_prompt(DESC, q)
 
 

@@ -196,3 +196,12 @@ def test_a_chat_run_trains_evaluates_exports_and_asks_with_one_prompt(tmp_path, 
     assert main(["ask", str(out), ex.question, "--task", ex.task, "--data-dir", str(shared_data),
                  "--max-new-tokens", "4"]) == 0
     assert asked.prompts == [method.prompt(ex)] and asked.stops == [(*STOP_STRINGS, EOT)]
+
+
+def test_a_chat_format_prompt_is_not_sent_as_a_chat_message(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    eval_ = {"backend": "openai", "openai": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api": "chat"}}
+    with pytest.raises(SkinternError, match=r"c\.yaml: eval\.openai\.api: expected completions with student\.prompt_format: chat"):
+        config_from_dict({"student": {"prompt_format": "chat"}, "eval": eval_}, "c.yaml")
+    eval_["openai"]["api"] = "completions"
+    assert config_from_dict({"student": {"prompt_format": "chat"}, "eval": eval_}, "c.yaml").student.prompt_format == "chat"

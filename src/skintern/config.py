@@ -113,6 +113,9 @@ class RunConfig:
             if isinstance(source, str) and source not in DATASETS and source not in carved:
                 raise SettingError("eval.datasets", f"expected one of {', '.join(DATASETS)}, a user source "
                                    f"{{name, path, ...}} or a data.train source with a test_fraction, got {source!r}")
+        if self.student.prompt_format == "chat" and self.eval.backend == "openai" and self.eval.openai.api == "chat":
+            raise SettingError("eval.openai.api", "expected completions with student.prompt_format: chat (the prompt "
+                               "already holds the chat template; the server would wrap it in a second one)")
 
     @property
     def run_dir(self) -> Path:

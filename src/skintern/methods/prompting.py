@@ -2,7 +2,7 @@
 
 A fair floor prompts the student the way it expects: an Instruct model in its chat template, and every dataset
 with an instruction to end with the sentence the scorer reads (`prompts.untrained_prompt`). Trained students
-keep the plain format they were trained on (`Method.prompt`)."""
+keep the format they were trained in (`student.prompt_format`, `Method.prompt`)."""
 
 from __future__ import annotations
 
