@@ -76,8 +76,8 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
                method: str | None = None, gguf: str | None = None) -> Path:
     """Write the trained student of `run_dir` (its `method`, default the config's) to `out_dir`
     (default `<run>/export/<method>`): merged safetensors (or the bare adapter with merge=False),
-    tokenizer (its chat template too), README.md, skintern.json (EXPORT_INFO) and, merged, an Ollama Modelfile; with `gguf` (f16 | q8_0) also `<name>-<gguf>.gguf`,
-    which the Modelfile then uses. Written in a temp folder and renamed, so `out_dir` is never half-done."""
+    tokenizer (its chat template too), README.md, skintern.json (EXPORT_INFO) and, merged, an Ollama Modelfile;
+    with `gguf` (f16 | q8_0) also `<name>-<gguf>.gguf`, which the Modelfile then uses. Written in a temp folder and renamed, so `out_dir` is never half-done."""
     run_dir = Path(run_dir)
     if gguf is not None and gguf not in GGUF_TYPES:
         raise SkinternError(f"--gguf: expected one of {', '.join(GGUF_TYPES)}, got {gguf!r}")
