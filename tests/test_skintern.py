@@ -215,4 +215,6 @@ def test_prompts_over_max_length_drop_their_least_similar_examples(tmp_path, tin
             n_before, n_after = before.prompt.count("Q: "), after.prompt.count("Q: ")
             assert n_after < n_before and after.target == before.target
             assert pair_length(tokenizer, after) <= cfg.train.max_length or n_after == 1  # only the item's own Q left
-            assert after.prompt.split("Knowledge:")[1] == before.prompt.split("Knowledge:")[1]  # knowledge + question kept
+            knowledge = [p.prompt.split("Knowledge:")[1].split("\n\nQ: ")[0] for p in (before, after)]
+            assert knowledge[0] == knowledge[1] and knowledge[0].strip()  # the knowledge is kept whole ...
+            assert after.prompt.rsplit("Q: ", 1)[1] == before.prompt.rsplit("Q: ", 1)[1]  # ... and the item's question

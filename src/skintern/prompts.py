@@ -49,12 +49,13 @@ def worked_example(question: str, rationale: str, answer: str) -> str:
 def augmented_prompt(
     description: str, question: str, knowledge: str | None = None, examples: Sequence[str] = ()
 ) -> str:
-    """Question plus what SKIntern (or KARD) adds to the input: worked examples and knowledge.
+    """Question plus what SKIntern (or KARD) adds to the input: knowledge, then worked examples, in the paper's
+    order (the student reads compressed knowledge, examples, question).
 
     With neither, this is exactly `cot_prompt`."""
-    shots = "".join(f"{ex.strip()}\n\n" for ex in examples)
     know = f"Knowledge:\n{knowledge.strip()}\n\n" if knowledge and knowledge.strip() else ""
-    return f"{task_head(description)}{shots}{know}Q: {question.strip()}\n{COT_TRIGGER}"
+    shots = "".join(f"{ex.strip()}\n\n" for ex in examples)
+    return f"{task_head(description)}{know}{shots}Q: {question.strip()}\n{COT_TRIGGER}"
 
 
 CHAT_COT_START = "Let's think step by step."
