@@ -79,7 +79,7 @@ def test_the_reply_cue_starts_the_assistant_turn(both):
     assert tune.train_pairs()[0].target == " No.</s>"
     stages = sk.stage_pairs()
     with_knowledge, bare = stages[0][0], stages[1][0]
-    assert with_knowledge.prompt.startswith(f"<|user|>\n{DESC}\n\nQ: ") and "Knowledge:\n" in with_knowledge.prompt
+    assert with_knowledge.prompt.startswith(f"<|user|>\n{DESC}\n\nKnowledge:\n") and "\n\nQ: " in with_knowledge.prompt
     assert with_knowledge.prompt.endswith(f"Q: {TRAIN[0].question}{EOT}\n<|assistant|>\nLet's think step by step.")
     assert bare.prompt == sk.prompt(TRAIN[0]) == chat(TRAIN[0].question)
     assert "Knowledge:\n" in kard.prompt(TEST) and kard.prompt(TEST).endswith(f"{EOT}\n<|assistant|>\nLet's think step by step.")
