@@ -115,11 +115,14 @@ def changed_settings(path: str | os.PathLike, key: dict) -> list[str]:
             if old.get(k) != new.get(k)]
 
 
-def fingerprint(folder: str | os.PathLike) -> str:
-    """A digest of every file's name and bytes in `folder`: which weights a result was made with."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode())
+def fingerprint(target: str | os.PathLike) -> str:
+    """A digest of a file's bytes, or of every file's name and bytes in a folder: which weights or data a result
+    was made with."""
+    target, digest = Path(target), hashlib.sha256()
+    files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
+    for path in files:
+        if path != target:
+            digest.update(str(path.relative_to(target)).encode())
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
