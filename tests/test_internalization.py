@@ -20,20 +20,16 @@ from skintern.prompts import COT_TRIGGER, augmented_prompt, worked_example
 from skintern.run import build_method
 from skintern.schedule import ScheduleConfig
 from skintern.student import load_student
-
-TASKS = ["sports_understanding", "date_understanding"]
-
+from skintern.train import TrainConfig
+from test_skintern import skintern_config
 
 def check_config(tmp_path, student_dir, data_dir, dev_size=4, train_per_task=30) -> RunConfig:
-    cfg = RunConfig(name="intern", method="skintern", output_dir=str(tmp_path / "runs"))
-    cfg.data.data_dir, cfg.data.tasks, cfg.data.train_per_task = str(data_dir), TASKS, train_per_task
-    cfg.student.model = str(student_dir)
-    cfg.train.finetune, cfg.train.precision, cfg.train.batch_size = "full", "fp32", 2
-    cfg.train.learning_rate, cfg.train.max_length, cfg.train.epochs = 3e-3, 2048, 3.0
+    """test_skintern's tiny SKIntern run with the check on: T = 3, one test item per task, no extra checkpoints."""
+    cfg = skintern_config(tmp_path, student_dir, data_dir, name="intern",
+                          internalization=InternalizationConfig(enabled=True, dev_size=dev_size))
+    cfg.data.train_per_task, cfg.eval.per_task = train_per_task, 1
+    cfg.train.epochs, cfg.train.save_steps = 3.0, TrainConfig().save_steps
     cfg.methods["skintern"].schedule = ScheduleConfig(steps=3, epochs=3, examples=2)
-    cfg.retrieval.embedder = "tfidf"
-    cfg.eval.per_task, cfg.eval.max_new_tokens = 1, 8
-    cfg.internalization = InternalizationConfig(enabled=True, dev_size=dev_size)
     return cfg
 
 
