@@ -88,8 +88,7 @@ def untrained_weights(cfg: RunConfig) -> str:
     if cfg.eval.backend == "openai":
         return f"served: {cfg.eval.openai.model} at {cfg.eval.openai.base_url}"
     if cfg.eval.backend == "llamacpp":
-        with open(cfg.eval.llamacpp.model_path, "rb") as f:
-            return f"gguf: {hashlib.file_digest(f, 'sha256').hexdigest()[:16]}"
+        return f"gguf: {fingerprint(cfg.eval.llamacpp.model_path)}"
     return f"untrained {cfg.student.model}"
 
 
