@@ -215,6 +215,32 @@ def test_compare_over_seeds_trains_per_seed_and_reuses_untrained_evaluations(tmp
     assert json.loads((run_dir / "results.json").read_text())["runs"] == json.loads(before)["runs"]
 
 
+def test_first_seed_only_methods_run_once_and_pair_with_the_first_seed(tmp_path, tiny_student_dir, shared_data):
+    config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": ["sports_understanding"]},
+                          eval={"per_task": 3}, train={"max_steps": 1},
+                          compare={"methods": ["std-cot", "fine-tune"], "seeds": [1, 2], "first_seed_only": ["fine-tune"]})
+    assert main(["compare", str(config)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    assert (run_dir / "seed-1" / "entries" / "fine-tune.json").is_file()
+    assert not (run_dir / "seed-2" / "entries" / "fine-tune.json").exists()
+    combined = json.loads((run_dir / "results.json").read_text())
+    by = {r["method"]: r for r in combined["runs"]}
+    assert by["std-cot"]["seeds"] == [1, 2] and by["fine-tune"]["seeds"] == [1]
+    seed_1 = json.loads((run_dir / "seed-1" / "entries" / "fine-tune.json").read_text())["eval"]["bbh"]["accuracy"]
+    assert by["fine-tune"]["eval"]["bbh"]["per_seed"] == [seed_1] and by["fine-tune"]["eval"]["bbh"]["accuracy"] == seed_1
+    assert "accuracy_std" not in by["fine-tune"] and by["std-cot"]["accuracy_std"]["bbh"] >= 0
+    paired = combined["comparisons"]["std-cot"]["methods"]["fine-tune"]["datasets"]["bbh"]
+    assert (paired["n_items"], paired["n_pairs"]) == (3, 3)  # the first seed's 3 items, not 3 x 2 seeds
+    assert "| fine-tune |" in (run_dir / "report.md").read_text()
+
+
+def test_first_seed_only_must_name_compared_methods(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = write_config(tmp_path, tiny_student_dir, shared_data,
+                          compare={"methods": ["std-cot"], "first_seed_only": ["kard"]})
+    code, err = run_cli(["compare", str(config), "--dry-run"], capsys)
+    assert code == 2 and "compare.first_seed_only" in err and "expected one of std-cot, got 'kard'" in err
+
+
 def test_a_finished_run_refuses_a_changed_config(tmp_path, tiny_student_dir, shared_data, capsys):
     config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": ["sports_understanding"]},
                           eval={"per_task": 1}, train={"max_steps": 1})

@@ -97,12 +97,21 @@ def test_dev_size_must_leave_items_to_train(tmp_path, tiny_student_dir, shared_d
 def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_student_dir, shared_data, capsys, monkeypatch):
     cfg = check_config(tmp_path, tiny_student_dir, shared_data)
     cfg.data.require_knowledge = True  # both methods train on the same 7 items, 3 epochs each
-    cfg.compare.methods = ["std-cot", "skintern"]
+    cfg.compare.methods = ["std-cot", "skintern", "prompt"]
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))
     assert main(["compare", str(path)]) == 0
+    out = capsys.readouterr().out
+    # as soon as its weights exist, before the later methods, so a stopped compare keeps it; saved with the config
+    assert out.index("== skintern") < out.index("== internalization check") < out.index("== prompt")
     run_dir = tmp_path / "runs" / "intern"
     section = json.loads((run_dir / "results.json").read_text())["internalization"]
+    assert section.pop("seconds") > 0
+    saved = json.loads((run_dir / "internalization.json").read_text())
+    assert saved["config_digest"] == json.loads((run_dir / "entries" / "skintern.json").read_text())["config_digest"]
+    assert {k: v for k, v in saved["section"].items() if k != "seconds"} == section
+    assert main(["compare", str(path)]) == 0  # a rerun reads the saved section: nothing is checked again
+    assert "== internalization check" not in capsys.readouterr().out
     assert len(section["dev_ids"]) == 4 and [s["stage"] for s in section["stages"]] == [0, 1, 2]
     for stage in section["stages"]:
         assert 0 <= stage["stage_prompt_accuracy"] <= 1 and 0 <= stage["bare_accuracy"] <= 1
@@ -127,7 +136,8 @@ def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_stude
     capsys.readouterr()
     assert main(["internalization", str(run_dir)]) == 0
     assert "results: " in capsys.readouterr().out
-    assert json.loads((run_dir / "results.json").read_text())["internalization"] == section
+    assert {k: v for k, v in json.loads((run_dir / "results.json").read_text())["internalization"].items()
+            if k != "seconds"} == section
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     # answers that are right exactly when the prompt carries knowledge: every stage but the last needs its prompt
     dev = load_run_data(cfg.data, cfg.eval, cfg.internalization).dev

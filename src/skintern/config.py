@@ -43,12 +43,17 @@ class CompareConfig:
     """More than one: runs/<name>/seed-<s>/ each, then mean ± spread; untrained methods are evaluated once."""
     allow_unequal_budgets: bool = False
     """Let trained methods see different items or epochs (refused otherwise: the comparison would be unfair)."""
+    first_seed_only: list[str] = field(default_factory=list)
+    """Methods of `methods` run on the first seed only (costly baselines on a CPU budget): they get no seed
+    spread, and their paired differences pair items of the first seed only."""
 
     def __post_init__(self):
         check_nonempty("methods", self.methods)
         check_nonempty("seeds", self.seeds)
         for name in self.methods:
             check_choice("methods", name, METHODS)
+        for name in self.first_seed_only:
+            check_choice("first_seed_only", name, self.methods)
 
 
 PAPER_ABLATIONS: dict[str, dict[str, Any]] = {

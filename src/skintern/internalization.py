@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 from skintern.config import RunConfig
@@ -32,6 +33,7 @@ def check_internalization(method: SKIntern, cfg: RunConfig, settings: dict, refe
     """The check of the SKIntern run in `method.ctx.run_dir`, whose student must still be untrained (it scores the
     dev items' knowledge compression, as it did the training items'). `settings`: what the predictions depend on
     besides weights and prompts (`run.prediction_settings`); `reference`: (method, its weights folder)."""
+    started = time.perf_counter()
     dev, run_dir = method.ctx.data.dev, method.ctx.run_dir
     if not dev:
         raise SkinternError("internalization: no dev items (set internalization.enabled: true before training)")
@@ -74,4 +76,5 @@ def check_internalization(method: SKIntern, cfg: RunConfig, settings: dict, refe
         name, weights = reference
         correct = outcomes(load(weights), f"{name}-bare", bare)
         section.reference_method, section.reference_accuracy = name, sum(correct.values()) / len(correct)
+    section.seconds = time.perf_counter() - started
     return section

@@ -22,7 +22,7 @@ class DatasetScore:
     n: int
     per_task: dict[str, float] = field(default_factory=dict)
     per_seed: list[float] | None = None
-    """Accuracy of each seed, in `Results.seeds` order (combined compares)."""
+    """Accuracy of each seed, in the entry's `seeds` order (combined compares)."""
     hit_cap: float | None = None
     """Share of items whose generation stopped at the token cap (cut short)."""
     no_answer: float | None = None
@@ -116,6 +116,8 @@ class Internalization:
     reference_method: str | None = None
     reference_accuracy: float | None = None
     """Bare-question accuracy of the Std-CoT student on the same dev items, when the run trained one."""
+    seconds: float | None = None
+    """Wall time of the check (its generations; read back from saved predictions on a resume), its cost to a run."""
 
     def __post_init__(self):
         if not self.stages:

@@ -22,7 +22,7 @@ from skintern import __version__
 from skintern.config import RunConfig, config_from_dict, load_config
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalResult, GenerationCaps, evaluate
-from skintern.files import changed_settings, check_writable_dir, fingerprint, read_jsonl, write_json
+from skintern.files import changed_settings, check_writable_dir, fingerprint, read_json, read_jsonl, write_json
 from skintern.flops import model_shape
 from skintern.internalization import check_internalization
 from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Context, Method, SKIntern
@@ -30,8 +30,9 @@ from skintern.methods.base import TrainPlan
 from skintern.methods.rundata import RunData, load_run_data
 from skintern.prompts import cot_target
 from skintern.report import domain_groups, render_report
-from skintern.retrieval import ExampleRetriever
 from skintern.results import DatasetScore, Entry, Internalization, QueryFlops, Results, load_entry, load_results, write_results
+from skintern.retrieval import ExampleRetriever
+from skintern.schema import from_dict, to_dict
 from skintern.sources import file_digests
 from skintern.stats import compare_methods
 from skintern.student import Student, load_student
@@ -180,10 +181,11 @@ def dry_run(cfg: RunConfig, compare: bool = False) -> str:
 
 def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry], domains: dict[str, str] | None) -> dict | None:
     """Paired differences (bootstrap CI over items, McNemar p) from the saved predictions of every (run folder,
-    seed): each method against std-cot, and SKIntern against the best other trained method by pooled accuracy;
-    the ID/OOD groups follow the test datasets' `domains` tags."""
-    rows = {e.method: [dict(row, seed=seed) for run_dir, seed in seed_runs for ds in e.eval
-                       for row in read_jsonl(predictions_path(run_dir, e.method, ds))] for e in entries}
+    seed) (of an entry's `seeds` where it lists them): each method against std-cot, and SKIntern against the best
+    other trained method by pooled accuracy; the ID/OOD groups follow the test datasets' `domains` tags."""
+    rows = {e.method: [dict(row, seed=seed) for run_dir, seed in seed_runs if e.seeds is None or seed in e.seeds
+                       for ds in e.eval for row in read_jsonl(predictions_path(run_dir, e.method, ds))]
+            for e in entries}
     groups = domain_groups(domains)
     out = {}
     if COST_REFERENCE in rows:
@@ -246,22 +248,40 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"teacher rationales kept (correct answer only):\n{rd.import_table}", flush=True)
     print(f"training items: {len(rd.train)}; " + ", ".join(f"{k}: {len(v)} test items" for k, v in rd.tests.items()), flush=True)
-    entries = []
-    for name in methods_to_run(cfg, compare):
+    entries, internalization, methods = [], None, methods_to_run(cfg, compare)
+    for name in methods:
         print(f"== {name}", flush=True)
         entry = run_method(name, cfg, rd, run_dir)
         if compare and name in plans:
             entry.budget = {"items": plans[name].items, "pairs": plans[name].pairs, "epochs": plans[name].epochs}
         entries.append(entry)
+        internalization = internalization or internalization_when_ready(cfg, rd, run_dir, methods, [e.method for e in entries])
     schedules = [e.extras["schedule"] for e in entries if e.extras and "schedule" in e.extras]
     results = Results(runs=entries, name=cfg.name, student=cfg.student.model, seed=cfg.seed, config=cfg.to_dict(),
                       schedule=schedules[0] if schedules else None,
                       comparisons=paired_comparisons([(run_dir, cfg.seed)], entries, rd.domains), provenance=provenance(cfg),
-                      internalization=internalization_check(cfg, rd, run_dir, [e.method for e in entries]),
+                      internalization=internalization,
                       domains=rd.domains)
     path = write_results(run_dir / "results.json", results)
     render_report(results, run_dir, title=f"skintern {'compare' if compare else 'run'}: {cfg.name}")
     return path
+
+
+def internalization_when_ready(cfg: RunConfig, rd: RunData, run_dir: Path, methods: list[str], finished: list[str]
+                               ) -> Internalization | None:
+    """The internalization check as soon as the weights it reads are trained (SKIntern's stages, and Std-CoT's when
+    `methods` has it), not after the last method: a long compare stopped later still has it. Saved in the run folder
+    (internalization.json) keyed on the config, so later calls and reruns read it; None until then, or when off."""
+    if not cfg.internalization.enabled or SKIntern.name not in methods:
+        return None
+    if not ({SKIntern.name} | ({COST_REFERENCE} & set(methods))) <= set(finished):
+        return None
+    path = run_dir / "internalization.json"
+    if path.is_file() and (saved := read_json(path)).get("config_digest") == config_digest(cfg):
+        return from_dict(Internalization, saved["section"], str(path), strict=False)
+    section = internalization_check(cfg, rd, run_dir, methods)
+    write_json(path, {"config_digest": config_digest(cfg), "section": to_dict(section, drop_none=True)})
+    return section
 
 
 def internalization_check(cfg: RunConfig, rd: RunData, run_dir: Path, methods: list[str]) -> Internalization | None:

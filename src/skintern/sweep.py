@@ -1,5 +1,6 @@
 """`skintern compare`: every method of `compare.methods` on the same data, once per seed of `compare.seeds`
 (runs/<name>/seed-<s>/ when there are several), then one results.json with the mean and spread over seeds.
+Methods of `compare.first_seed_only` run on the first seed alone.
 
 A method that does not train is a greedy evaluation of the same student, so the seed cannot change it:
 later seeds reuse the first seed's entry instead of evaluating again."""
@@ -29,6 +30,8 @@ def compare_seeds(cfg: RunConfig) -> Path:
     for seed in cfg.compare.seeds:
         one = copy.deepcopy(cfg)
         one.seed, one.output_dir, one.name = seed, str(cfg.run_dir), f"seed-{seed}"
+        if seed_cfgs:
+            one.compare.methods = [m for m in cfg.compare.methods if m not in cfg.compare.first_seed_only]
         seed_cfgs.append(one)
     per_seed = []
     for one in seed_cfgs:
@@ -37,7 +40,7 @@ def compare_seeds(cfg: RunConfig) -> Path:
         per_seed.append(load_results(run(one, compare=True)))
     combined = combine_seeds(per_seed)
     combined.name, combined.config, combined.provenance = cfg.name, cfg.to_dict(), provenance(cfg)
-    combined.comparisons = paired_comparisons([(one.run_dir, one.seed) for one in seed_cfgs], per_seed[0].runs,
+    combined.comparisons = paired_comparisons([(one.run_dir, one.seed) for one in seed_cfgs], combined.runs,
                                               combined.domains)
     path = write_results(cfg.run_dir / "results.json", combined)
     render_report(combined, cfg.run_dir, title=f"skintern compare: {cfg.name} ({len(per_seed)} seeds)")
@@ -65,13 +68,15 @@ def _mean(values: list[float]) -> float:
 
 
 def combine_seeds(per_seed: list[Results]) -> Results:
-    """Mean over seeds of every number, with the spread (sample std) of each accuracy."""
+    """Mean over seeds of every number, with the spread (sample std) of each accuracy; a method that ran on some
+    seeds only (`compare.first_seed_only`) is averaged over those, listed in its entry's `seeds`."""
     seeds = [r.seed for r in per_seed]
     runs = []
-    for i, first in enumerate(per_seed[0].runs):
-        entries = [r.runs[i] for r in per_seed]
+    for first in per_seed[0].runs:
+        ran = [(r.seed, e) for r in per_seed for e in r.runs if e.method == first.method]
+        entries = [e for _, e in ran]
         merged = copy.deepcopy(first)
-        merged.seeds = seeds
+        merged.seeds = [seed for seed, _ in ran]
         merged.eval, merged.accuracy_std = {}, {}
         for ds, score in first.eval.items():
             accs = [e.eval[ds].accuracy for e in entries]
@@ -82,7 +87,9 @@ def combine_seeds(per_seed: list[Results]) -> Results:
                 per_seed=accs,
                 **{key: _mean(v) for key, v in shares.items() if None not in v},
             )
-            merged.accuracy_std[ds] = seed_std(accs)
+            if (spread := seed_std(accs)) is not None:
+                merged.accuracy_std[ds] = spread
+        merged.accuracy_std = merged.accuracy_std or None
         for key in ("prompt_tokens_per_query", "generated_tokens_per_query", "wall_time_per_query_s", "train_time_s"):
             if getattr(first, key) is not None:
                 setattr(merged, key, _mean([getattr(e, key) for e in entries]))
