@@ -88,3 +88,21 @@ def test_the_paper_grid_is_the_default_and_every_variant_loads(tmp_path, tiny_st
     variants = skintern.ablate.variant_configs(cfg)
     assert list(variants) == ["base", *PAPER_ABLATIONS]
     assert all(v.compare.methods == ["skintern"] for v in variants.values())
+
+
+def test_base_reuses_the_compare_entry_made_under_the_same_settings(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data,
+                             {"no-examples": {"methods.skintern.schedule.examples": 0}})
+    assert main(["compare", str(config), "--set", "compare.methods=[skintern]"]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    capsys.readouterr()
+    assert main(["ablate", str(config)]) == 0
+    assert f"ablate: base reuses {run_dir / 'entries' / 'skintern.json'}" in capsys.readouterr().out
+    base = run_dir / "ablate" / "base"
+    assert not (base / "train").exists()  # nothing trained for base
+    assert (base / "predictions" / "skintern-bbh.jsonl").read_bytes() == \
+        (run_dir / "predictions" / "skintern-bbh.jsonl").read_bytes()
+    compared = json.loads((run_dir / "entries" / "skintern.json").read_text())
+    reused = json.loads((base / "entries" / "skintern.json").read_text())
+    assert reused["eval"] == compared["eval"] and reused["config_digest"] == compared["config_digest"]
+    assert (run_dir / "ablate" / "no-examples" / "train").is_dir()  # the variant trained

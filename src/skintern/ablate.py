@@ -13,11 +13,11 @@ from pathlib import Path
 
 from skintern.config import RunConfig, apply_dotted, config_from_dict
 from skintern.errors import SkinternError
-from skintern.files import read_jsonl
+from skintern.files import atomic_write_bytes, read_json, read_jsonl
 from skintern.methods import METHODS
 from skintern.report import ABLATION_COMPARISON, domain_groups, render_report
-from skintern.results import Results, load_results, write_results
-from skintern.run import checked_data, predictions_path, provenance, run
+from skintern.results import Results, load_entry, load_results, write_results
+from skintern.run import checked_data, config_digest, copy_entry, entry_path, predictions_path, provenance, run
 from skintern.stats import compare_methods
 
 BASE = "base"
@@ -68,11 +68,32 @@ def ablate(cfg: RunConfig, only: list[str] | None = None) -> Path:
     variants = variant_configs(cfg, only)
     for variant in variants.values():
         checked_data(variant, compare=True)  # every variant's data and plan before the first model loads
+    reuse_compare_entry(cfg, variants[BASE])
     per_variant = {name: load_results(run(variant, compare=True)) for name, variant in variants.items()}
     results = combine_variants(cfg, variants, per_variant)
     path = write_results(ablation_dir(cfg) / "results.json", results)
     render_report(results, ablation_dir(cfg), title=f"skintern ablate: {cfg.name} ({len(variants)} variants)")
     return path
+
+
+def reuse_compare_entry(cfg: RunConfig, base: RunConfig) -> None:
+    """Give `base` the finished entry of the ablated method that `skintern compare` of this config made for the same
+    seed, when it was made under the same settings (the config digest), so the ablation trains only its variants.
+    Under `internalization.enabled` the compare's saved check must exist too: the base variant has no weights to
+    check."""
+    method = cfg.ablate.method
+    compare_dir = cfg.run_dir / f"seed-{cfg.seed}" if len(cfg.compare.seeds) > 1 else cfg.run_dir
+    source = entry_path(compare_dir, method)
+    if (entry_path(base.run_dir, method).is_file() or not source.is_file()
+            or load_entry(source).config_digest != config_digest(base)):
+        return
+    if cfg.internalization.enabled:
+        check = compare_dir / "internalization.json"
+        if not check.is_file() or read_json(check).get("config_digest") != config_digest(base):
+            return
+        atomic_write_bytes(base.run_dir / check.name, check.read_bytes())
+    copy_entry(compare_dir, base.run_dir, method, base)
+    print(f"ablate: {BASE} reuses {source} (the compare's run under the same settings)", flush=True)
 
 
 def combine_variants(cfg: RunConfig, variants: dict[str, RunConfig], per_variant: dict[str, Results]) -> Results:

@@ -22,7 +22,7 @@ from skintern import __version__
 from skintern.config import RunConfig, config_from_dict, load_config
 from skintern.errors import SkinternError
 from skintern.evaluate import EvalResult, GenerationCaps, evaluate
-from skintern.files import changed_settings, check_writable_dir, fingerprint, read_json, read_jsonl, write_json
+from skintern.files import atomic_write_bytes, changed_settings, check_writable_dir, fingerprint, read_json, read_jsonl, write_json
 from skintern.flops import model_shape
 from skintern.internalization import check_internalization
 from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Context, Method, SKIntern
@@ -123,6 +123,19 @@ def config_digest(cfg: RunConfig) -> str:
 
 def entry_path(run_dir: Path, method: str) -> Path:
     return run_dir / "entries" / f"{method}.json"
+
+
+def copy_entry(source_dir: Path, target_dir: Path, method: str, cfg: RunConfig, reused_from_seed: int | None = None) -> None:
+    """Copy a finished entry of `method` and its predictions from one run folder into another, as `cfg`'s entry (the
+    caller has checked that they hold for `cfg`). The entry is written last: a kill leaves none without its predictions."""
+    entry = load_entry(entry_path(source_dir, method))
+    for dataset in entry.eval:
+        atomic_write_bytes(predictions_path(target_dir, method, dataset),
+                           predictions_path(source_dir, method, dataset).read_bytes())
+    entry.config_digest, entry.reused_from_seed = config_digest(cfg), reused_from_seed
+    target = entry_path(target_dir, method)
+    write_json(target.with_name(f"{method}.key.json"), run_settings(cfg))
+    write_json(target, entry.to_dict())
 
 
 def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> Entry:

@@ -11,12 +11,10 @@ import copy
 from pathlib import Path
 
 from skintern.config import RunConfig
-from skintern.files import atomic_write_bytes, write_json
 from skintern.methods import METHODS
 from skintern.report import render_report
-from skintern.results import DatasetScore, QueryFlops, Results, load_entry, load_results, write_results
-from skintern.run import (config_digest, entry_path, methods_to_run, paired_comparisons, predictions_path, provenance, run,
-                          run_settings)
+from skintern.results import DatasetScore, QueryFlops, Results, load_results, write_results
+from skintern.run import copy_entry, entry_path, methods_to_run, paired_comparisons, provenance, run
 from skintern.stats import seed_std
 
 
@@ -51,16 +49,9 @@ def reuse_untrained_entries(first: RunConfig, cfg: RunConfig) -> None:
     """Copy the first seed's finished entries of methods that do not train, and their predictions (the paired
     statistics pair items by seed), into `cfg`'s run."""
     for name in methods_to_run(cfg, compare=True):
-        source, target = entry_path(first.run_dir, name), entry_path(cfg.run_dir, name)
-        if METHODS[name].trains or not source.is_file() or target.is_file():
+        if METHODS[name].trains or not entry_path(first.run_dir, name).is_file() or entry_path(cfg.run_dir, name).is_file():
             continue
-        entry = load_entry(source)  # the first seed's run checked its config_digest
-        for dataset in entry.eval:
-            atomic_write_bytes(predictions_path(cfg.run_dir, name, dataset),
-                               predictions_path(first.run_dir, name, dataset).read_bytes())
-        entry.config_digest, entry.reused_from_seed = config_digest(cfg), first.seed
-        write_json(target.with_name(f"{name}.key.json"), run_settings(cfg))
-        write_json(target, entry.to_dict())
+        copy_entry(first.run_dir, cfg.run_dir, name, cfg, reused_from_seed=first.seed)  # the first seed's run checked it
 
 
 def _mean(values: list[float]) -> float:
