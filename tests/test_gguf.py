@@ -78,6 +78,14 @@ def test_f16_gguf_answers_as_hf_does(smol_run, shared_data, tmp_path, capsys):
     same_text = sum(h.text == g.text for h, g in zip(hf, llama))
     assert same_text >= len(prompts) * 0.8, f"{same_text}/{len(prompts)} identical texts"
 
+    # q8_0 rounds the weights, so answers may differ: the agreement rate is reported, and must stay high
+    assert main(["export", str(smol_run), "--out", str(tmp_path / "q8"), "--gguf", "q8_0"]) == 0
+    q8 = Generator(None, student.tokenizer, backend="llamacpp", max_new_tokens=48,
+                   gguf=LlamaCppEvalConfig(model_path=str(tmp_path / "q8" / "smol-std-cot-q8_0.gguf"), n_ctx=1024))(prompts)
+    agree = sum(a == extract_answer(g.text, ex.kind, ex.options) for (a, _), ex, g in zip(answers, items, q8))
+    print(f"q8_0 GGUF: {agree}/{len(items)} extracted answers equal to HF's")
+    assert agree >= len(items) * 0.75, f"q8_0 agrees with HF on {agree}/{len(items)} answers"
+
     # `skintern eval` under eval.backend: llamacpp scores the file with the method's own prompt, no weights read
     cfg = json.loads((smol_run / "results.json").read_text())["config"]
     cfg["eval"].update(backend="llamacpp", llamacpp={"model_path": str(gguf), "n_ctx": 1024}, per_task=1, max_new_tokens=48)

@@ -129,6 +129,7 @@ def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_stude
     assert (run_dir / "internalization.png").stat().st_size > 0
     report = (run_dir / "report.md").read_text()
     assert "## Internalization check" in report and "![internalization](internalization.png)" in report
+    assert re.search(r"The check took [\d,]+ s\.", report)
     assert re.search(r"Internalization (not )?shown: by stage 1, the last with knowledge or examples", report)
 
     # the command on the finished run: same section, from the saved predictions (nothing generated again)
