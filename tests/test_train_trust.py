@@ -167,11 +167,12 @@ from pathlib import Path
 import torch
 from conftest import build_tokenizer
 from test_train_trust import multitask_examples, sgd_update
-from skintern.train import WeightedLossTrainer
+from skintern.train import WeightedLossTrainer, leave_process_group
 answers, rationales = multitask_examples()
 update = sgd_update(build_tokenizer(), answers + rationales, WeightedLossTrainer, 2, 2, Path(sys.argv[1]))
 if os.environ["RANK"] == "0":
     torch.save(update, Path(sys.argv[1]) / "update.pt")
+leave_process_group()
 """
 
 

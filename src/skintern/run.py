@@ -36,7 +36,7 @@ from skintern.schema import from_dict, to_dict
 from skintern.sources import file_digests
 from skintern.stats import compare_methods
 from skintern.student import Student, load_student
-from skintern.train import load_trained_weights, resolve_precision, with_lora
+from skintern.train import leave_process_group, load_trained_weights, resolve_precision, with_lora
 
 
 def build_method(name: str, cfg: RunConfig, rd: RunData, student: Student, run_dir: Path) -> Method:
@@ -349,6 +349,7 @@ def train_only(cfg: RunConfig) -> Path:
     rd = load_run_data(cfg.data, cfg.eval, cfg.internalization)
     student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
     build_method(cfg.method, cfg, rd, student, cfg.run_dir).fit()
+    leave_process_group()
     return METHODS[cfg.method].weights_dir(cfg.run_dir, cfg.settings(cfg.method)) / "final"
 
 

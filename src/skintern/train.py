@@ -281,6 +281,14 @@ def finetune(
     return model, stats
 
 
+def leave_process_group() -> None:
+    """End of a distributed run (`accelerate launch`): wait for every process, then tear the group down, so that no
+    process exits while another still uses it; gloo aborts a process that exits with the group alive."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def run_name(output_dir: Path, desc: str) -> str:
     """`<run folder>/<method>[/stage-<s>]` for a method trained in `<run folder>/train/<method>[/stage-<s>]`."""
     stage = output_dir.name if output_dir.name.startswith("stage-") else ""
