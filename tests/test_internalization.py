@@ -23,6 +23,7 @@ from skintern.student import load_student
 from skintern.train import TrainConfig
 from test_skintern import skintern_config
 
+
 def check_config(tmp_path, student_dir, data_dir, dev_size=4, train_per_task=30) -> RunConfig:
     """test_skintern's tiny SKIntern run with the check on: T = 3, one test item per task, no extra checkpoints."""
     cfg = skintern_config(tmp_path, student_dir, data_dir, name="intern",

@@ -13,12 +13,14 @@ from pathlib import Path
 
 from skintern.config import RunConfig, apply_dotted, config_from_dict
 from skintern.errors import SkinternError
-from skintern.files import atomic_write_bytes, read_json, read_jsonl
+from skintern.files import atomic_write_bytes, read_jsonl
 from skintern.methods import METHODS
 from skintern.report import ABLATION_COMPARISON, domain_groups, render_report
 from skintern.results import Results, load_entry, load_results, write_results
-from skintern.run import checked_data, config_digest, copy_entry, entry_path, predictions_path, provenance, run
+from skintern.run import (checked_data, config_digest, copy_entry, entry_path, internalization_path, predictions_path,
+                          provenance, run, saved_internalization)
 from skintern.stats import compare_methods
+from skintern.sweep import seed_run_dir
 
 BASE = "base"
 """The unmodified config: the reference of every variant's paired difference."""
@@ -82,16 +84,15 @@ def reuse_compare_entry(cfg: RunConfig, base: RunConfig) -> None:
     Under `internalization.enabled` the compare's saved check must exist too: the base variant has no weights to
     check."""
     method = cfg.ablate.method
-    compare_dir = cfg.run_dir / f"seed-{cfg.seed}" if len(cfg.compare.seeds) > 1 else cfg.run_dir
+    compare_dir = seed_run_dir(cfg, cfg.seed)
     source = entry_path(compare_dir, method)
     if (entry_path(base.run_dir, method).is_file() or not source.is_file()
             or load_entry(source).config_digest != config_digest(base)):
         return
     if cfg.internalization.enabled:
-        check = compare_dir / "internalization.json"
-        if not check.is_file() or read_json(check).get("config_digest") != config_digest(base):
+        if saved_internalization(compare_dir, base) is None:
             return
-        atomic_write_bytes(base.run_dir / check.name, check.read_bytes())
+        atomic_write_bytes(internalization_path(base.run_dir), internalization_path(compare_dir).read_bytes())
     copy_entry(compare_dir, base.run_dir, method, base)
     print(f"ablate: {BASE} reuses {source} (the compare's run under the same settings)", flush=True)
 

@@ -289,12 +289,23 @@ def internalization_when_ready(cfg: RunConfig, rd: RunData, run_dir: Path, metho
         return None
     if not ({SKIntern.name} | ({COST_REFERENCE} & set(methods))) <= set(finished):
         return None
-    path = run_dir / "internalization.json"
+    if (saved := saved_internalization(run_dir, cfg)) is not None:
+        return saved
+    section = internalization_check(cfg, rd, run_dir, methods)
+    write_json(internalization_path(run_dir), {"config_digest": config_digest(cfg), "section": to_dict(section, drop_none=True)})
+    return section
+
+
+def internalization_path(run_dir: Path) -> Path:
+    return run_dir / "internalization.json"
+
+
+def saved_internalization(run_dir: Path, cfg: RunConfig) -> Internalization | None:
+    """The check saved in `run_dir` under `cfg`'s settings (`internalization_when_ready`); None if there is none."""
+    path = internalization_path(run_dir)
     if path.is_file() and (saved := read_json(path)).get("config_digest") == config_digest(cfg):
         return from_dict(Internalization, saved["section"], str(path), strict=False)
-    section = internalization_check(cfg, rd, run_dir, methods)
-    write_json(path, {"config_digest": config_digest(cfg), "section": to_dict(section, drop_none=True)})
-    return section
+    return None
 
 
 def internalization_check(cfg: RunConfig, rd: RunData, run_dir: Path, methods: list[str]) -> Internalization | None:

@@ -18,6 +18,11 @@ from skintern.run import copy_entry, entry_path, methods_to_run, paired_comparis
 from skintern.stats import seed_std
 
 
+def seed_run_dir(cfg: RunConfig, seed: int) -> Path:
+    """The run folder `compare` uses for `seed`: the config's own with one seed, else its seed-<s>/ subfolder."""
+    return cfg.run_dir if len(cfg.compare.seeds) == 1 else cfg.run_dir / f"seed-{seed}"
+
+
 def compare_seeds(cfg: RunConfig) -> Path:
     """Every method once per seed, then one combined results.json; returns its path."""
     if len(cfg.compare.seeds) == 1:
@@ -27,7 +32,8 @@ def compare_seeds(cfg: RunConfig) -> Path:
     seed_cfgs = []
     for seed in cfg.compare.seeds:
         one = copy.deepcopy(cfg)
-        one.seed, one.output_dir, one.name = seed, str(cfg.run_dir), f"seed-{seed}"
+        folder = seed_run_dir(cfg, seed)
+        one.seed, one.output_dir, one.name = seed, str(folder.parent), folder.name
         if seed_cfgs:
             one.compare.methods = [m for m in cfg.compare.methods if m not in cfg.compare.first_seed_only]
         seed_cfgs.append(one)
