@@ -68,6 +68,8 @@ def test_markdown_content(rendered):
     # Cost relative to std-cot: 520 / 120.5 prompt tokens, 172.25 / 68.8 GFLOPs.
     assert "| kard | 520.0 | 140.0 | 129.20 | 43.05 | 172.25 | 1.35 | 355 | 4.32× | 2.50× |" in md
     assert "| std-cot | 120.5 | 150.2 | 26.65 | 42.15 | 68.80 |" in md and "| 1.00× | 1.00× |" in md
+    # SKIntern against the costly methods present (kard; no cascod run): 120.5 / 520 tokens, 57.4 / 172.25 GFLOPs.
+    assert "skintern per query: 0.23× the prompt tokens and 0.33× the FLOPs of kard." in md
     assert "- std-cot: bbh +11.2 pp, bbsub +7.0 pp" in md
     # kard's agieval was scored on 150 items, the baseline on 200: not compared.
     assert "- kard: bbh +13.0 pp, bbsub +9.0 pp, arc-easy +6.0 pp (not comparable, different n: agieval)" in md

@@ -22,7 +22,10 @@ from matplotlib.figure import Figure
 
 from skintern.errors import SkinternError
 from skintern.files import atomic_write_bytes, atomic_write_text
-from skintern.methods import COST_REFERENCE, UNTRAINED_BASELINE
+from skintern.methods import COST_REFERENCE, UNTRAINED_BASELINE, SKIntern
+from skintern.methods.cascod import CasCoD
+from skintern.methods.kard import KARD
+from skintern.paper import PAPER_STUDENT, Direction, directions
 from skintern.results import Entry, Internalization, Results
 from skintern.stats import resolvable_difference, seed_std
 
@@ -246,6 +249,21 @@ def _cost_table(results: Results) -> _Table:
             *ratios,
         ])
     return _Table(headers, rows)
+
+
+def _cost_against_costly_lines(results: Results) -> list[str]:
+    """SKIntern's inference cost per query as a fraction of the methods that pay for knowledge in the prompt (KARD)
+    or for a second pass (CasCoD): the saving the method claims."""
+    lines = []
+    for run in results.runs:
+        if run.method != SKIntern.name:
+            continue
+        parts = [f"{_ratio(run.prompt_tokens_per_query, costly.prompt_tokens_per_query)} the prompt tokens and "
+                 f"{_ratio(_total_flops(run), _total_flops(costly))} the FLOPs of {costly.method}"
+                 for costly in (_baseline_for(run, results, name) for name in (KARD.name, CasCoD.name)) if costly]
+        if parts:
+            lines.append(f"{_label(run, results)} per query: " + "; ".join(parts) + ".")
+    return lines
 
 
 def _delta_lines(results: Results) -> list[str]:
@@ -506,7 +524,7 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
                       "out-of-domain (" + (", ".join(groups["OOD"]) or "none") + "), averaged over the datasets present."
                       + (" a ± b: mean ± sample std over seeds." if _has_spread(results) else ""),
                       _accuracy_table(results)]),
-        ("Inference cost", [_cost_table(results)]),
+        ("Inference cost", [_cost_table(results), *_cost_against_costly_lines(results)]),
     ]
     budgets = [run for run in results.runs if run.budget]
     if budgets:
@@ -518,6 +536,9 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
                      str((run.train or {}).get("steps", _MISSING))] for run in budgets])]))
     if results.comparisons:
         sections.append(("Paired differences", _comparison_blocks(results)))
+    against_paper = directions(results.comparisons.get(COST_REFERENCE, {})) if results.comparisons else []
+    if against_paper:
+        sections.append((f"Direction against the paper ({PAPER_STUDENT})", _paper_blocks(against_paper)))
     caps = _caps_table(results)
     if caps:
         sections.append(("Generation caps", [
@@ -576,6 +597,16 @@ def _comparison_blocks(results: Results) -> list[_Block]:
                    _Table(["Method", "Data", "Δ pp", "95 % CI", "McNemar p", "Items"], rows)]
     blocks.append(_resolution_line(results))
     return blocks
+
+
+def _paper_blocks(found: list[Direction]) -> list[_Block]:
+    rows = [[d.method, d.scope, f"{d.ours_pp:+.1f} [{d.ci_pp[0]:+.1f}, {d.ci_pp[1]:+.1f}]", d.paper_row,
+             f"{d.paper_pp:+.1f}", ", ".join(d.paper_datasets), d.verdict] for d in found]
+    return [f"Each difference to {COST_REFERENCE} (points, ours with its 95 % CI) beside the paper's Table 1 "
+            f"({PAPER_STUDENT} student, mean of 3 runs) on the same test sets: ours pools a group's items, the paper's "
+            "figure averages its datasets. A sign is compared only where our CI excludes 0.",
+            _Table(["Method", "Data", "Ours Δ pp [95 % CI]", "Paper row", "Paper Δ pp", "Paper datasets", "Direction"],
+                   rows)]
 
 
 def _resolution_line(results: Results) -> str:
