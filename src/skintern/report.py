@@ -25,7 +25,7 @@ from skintern.files import atomic_write_bytes, atomic_write_text
 from skintern.methods import COST_REFERENCE, UNTRAINED_BASELINE, SKIntern
 from skintern.methods.cascod import CasCoD
 from skintern.methods.kard import KARD
-from skintern.paper import PAPER_STUDENT, Direction, directions
+from skintern.paper import ABLATIONS, TABLE_1, Direction, PaperTable, directions
 from skintern.results import Entry, Internalization, Results
 from skintern.stats import resolvable_difference, seed_std
 
@@ -536,9 +536,10 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
                      str((run.train or {}).get("steps", _MISSING))] for run in budgets])]))
     if results.comparisons:
         sections.append(("Paired differences", _comparison_blocks(results)))
-    against_paper = directions(results.comparisons.get(COST_REFERENCE, {})) if results.comparisons else []
-    if against_paper:
-        sections.append((f"Direction against the paper ({PAPER_STUDENT})", _paper_blocks(against_paper)))
+    for key, table in ((COST_REFERENCE, TABLE_1), (ABLATION_COMPARISON, ABLATIONS)):
+        found = directions((results.comparisons or {}).get(key, {}), table)
+        if found:
+            sections.append((f"Direction against the paper ({table.source})", _paper_blocks(found, table)))
     caps = _caps_table(results)
     if caps:
         sections.append(("Generation caps", [
@@ -599,13 +600,13 @@ def _comparison_blocks(results: Results) -> list[_Block]:
     return blocks
 
 
-def _paper_blocks(found: list[Direction]) -> list[_Block]:
-    rows = [[d.method, d.scope, f"{d.ours_pp:+.1f} [{d.ci_pp[0]:+.1f}, {d.ci_pp[1]:+.1f}]", d.paper_row,
+def _paper_blocks(found: list[Direction], table: PaperTable) -> list[_Block]:
+    rows = [[d.label, d.scope, f"{d.ours_pp:+.1f} [{d.ci_pp[0]:+.1f}, {d.ci_pp[1]:+.1f}]", d.paper_row,
              f"{d.paper_pp:+.1f}", ", ".join(d.paper_datasets), d.verdict] for d in found]
-    return [f"Each difference to {COST_REFERENCE} (points, ours with its 95 % CI) beside the paper's Table 1 "
-            f"({PAPER_STUDENT} student, mean of 3 runs) on the same test sets: ours pools a group's items, the paper's "
-            "figure averages its datasets. A sign is compared only where our CI excludes 0.",
-            _Table(["Method", "Data", "Ours Δ pp [95 % CI]", "Paper row", "Paper Δ pp", "Paper datasets", "Direction"],
+    return [f"Each of our paired differences (points, 95 % CI) beside the paper's difference to its row "
+            f"{table.reference!r} ({table.source}, mean of 3 runs) on the same test sets: ours pools a group's items, "
+            "the paper's figure averages its datasets. A sign is compared only where our CI excludes 0.",
+            _Table(["Ours", "Data", "Ours Δ pp [95 % CI]", "Paper row", "Paper Δ pp", "Paper datasets", "Direction"],
                    rows)]
 
 
