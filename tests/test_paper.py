@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from skintern.ablate import BASE
 from skintern.config import PAPER_ABLATIONS
 from skintern.methods import COST_REFERENCE, METHODS
 from skintern.paper import ABLATIONS, TABLE_1, directions
@@ -40,7 +41,7 @@ def test_every_label_has_a_row_and_every_row_a_figure_per_column(table):
 
 def test_the_labels_are_ours():
     assert set(TABLE_1.row_of) <= set(METHODS) and TABLE_1.row_of[COST_REFERENCE] == TABLE_1.reference
-    assert set(ABLATIONS.row_of) == {"base", *PAPER_ABLATIONS}
+    assert set(ABLATIONS.row_of) == {BASE, *PAPER_ABLATIONS} and ABLATIONS.row_of[BASE] == ABLATIONS.reference
 
 
 def test_difference_is_the_row_minus_the_reference_averaged_over_the_shared_datasets():
