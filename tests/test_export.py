@@ -135,3 +135,15 @@ def test_bad_run_path_is_one_line(tmp_path, capsys, make, expected):
     assert main(["export", str(make(tmp_path))]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err
+
+
+@pytest.mark.parametrize("method", ["kard", "cascod", "fine-tune", "step-by-step"])
+def test_a_method_that_answers_otherwise_is_refused_before_its_weights_are_read(lora_run, tmp_path, capsys, method):
+    """The card, Modelfile and `ask` render the bare CoT prompt: exporting KARD (retrieved knowledge), CasCoD (two
+    passes) or an answer-only method would deploy a prompt it never trained on, so export names what it can export."""
+    run_dir, _, _ = lora_run
+    out = tmp_path / "out"
+    assert main(["export", str(run_dir), "--method", method, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"method {method!r} does not answer in one pass" in err and "export one of: std-cot, skintern" in err
+    assert "\n" not in err and not out.exists()

@@ -90,6 +90,10 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         raise SkinternError(f"--method: unknown method {name!r} (known: {', '.join(METHODS)})")
     if not METHODS[name].trains:
         raise SkinternError(f"method {name!r} does not train: nothing to export")
+    if not METHODS[name].answers_with_cot_prompt():
+        exportable = ", ".join(m for m, c in METHODS.items() if c.trains and c.answers_with_cot_prompt())
+        raise SkinternError(f"method {name!r} does not answer in one pass from the bare question's CoT prompt, which "
+                            f"the export's card, Modelfile and `ask` use; export one of: {exportable}")
     weights = METHODS[name].weights_dir(run_dir, cfg.settings(name)) / "final"
     if not weights.is_dir():
         raise SkinternError(f"trained weights not found: {weights}")

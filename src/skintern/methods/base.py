@@ -97,6 +97,12 @@ class Method:
         self.settings, self.ctx = settings, ctx
 
     @classmethod
+    def answers_with_cot_prompt(cls) -> bool:
+        """Whether the method answers in one pass on the bare CoT prompt (`prompts.cot_prompt`), the prompt an
+        export's model card, Modelfile and `ask` render; true exactly when it keeps the base's inference."""
+        return all(getattr(cls, f) is getattr(Method, f) for f in ("prompt", "plain_prompt", "infer"))
+
+    @classmethod
     def weights_dir(cls, run_dir: Path, settings: MethodSettings) -> Path:
         """Where `fit` leaves the trained weights (in `final/`), known before anything is built."""
         return run_dir / "train" / cls.name
