@@ -156,6 +156,21 @@ def test_kard_puts_retrieved_training_knowledge_in_train_and_test_prompts(cfg, m
     assert len(tiny_tokenizer(prompt).input_ids) > len(tiny_tokenizer(cot_prompt(DESC, TEST.question)).input_ids)
 
 
+def test_kard_and_kaft_plans_count_the_retrieved_passages(cfg):
+    """The dry run's training tokens: KARD's are Std-CoT's, KAFT's fine-tuning's, plus top_k of the corpus's mean
+    knowledge record in every pair and pass."""
+    rd = RunData(data_dir=Path("."), train_pool=TRAIN, train=TRAIN, rationales=RATIONALES, tests={"bbh": [TEST]},
+                 descriptions={}, fewshot={}, knowledge=KNOWLEDGE)
+    cfg.methods["kard"].top_k = cfg.methods["kaft"].top_k = 2
+    mean_record = sum(len(KNOWLEDGE.get(ex.task, ex.index).text()) for ex in TRAIN) / len(TRAIN)
+    added = int(2 * mean_record * len(TRAIN) * cfg.train.epochs / 4)
+    for method, without in (("kard", "std-cot"), ("kaft", "fine-tune")):
+        plan = METHODS[method].plan(cfg.settings(method), rd, cfg.train)
+        bare = METHODS[without].plan(cfg.settings(without), rd, cfg.train)
+        assert added > 0 and plan.tokens == bare.tokens + added
+        assert (plan.items, plan.pairs, plan.epochs) == (bare.items, bare.pairs, bare.epochs)
+
+
 def test_weighted_loss_is_the_weighted_sum_of_per_task_token_means(tiny_model, tiny_tokenizer):
     """At alpha = 0.5 both tasks weigh the same and must still be averaged separately: a task is what the row
     trains, not its weight."""

@@ -8,7 +8,7 @@ load student -> build method -> fit -> evaluate -> write entry."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,6 +66,10 @@ class TrainPlan:
     """Training tokens over all passes, estimated at 4 characters a token."""
     max_steps: int | None = None
     """With train.max_steps: optimizer steps over all stages, which then bound the training instead of epochs."""
+
+    def with_prompt_chars(self, chars: float) -> TrainPlan:
+        """The plan with `chars` more prompt characters in every pair (KARD's retrieved passages)."""
+        return replace(self, tokens=self.tokens + int(chars * self.pairs * self.epochs / 4))
 
     @property
     def budget(self) -> str:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skintern.data import Example
-from skintern.methods.base import AnswerCapSettings
+from skintern.methods.base import AnswerCapSettings, TrainPlan
 from skintern.methods.finetune import FineTune, answer_prompt
 from skintern.methods.kard import KARD, KARDSettings
+from skintern.methods.rundata import RunData
+from skintern.train import TrainConfig
 
 
 @dataclass
@@ -26,6 +28,11 @@ class KAFT(FineTune, KARD):
     name = "kaft"
     Settings = KAFTSettings
     settings: KAFTSettings
+
+    @classmethod
+    def plan(cls, settings: KAFTSettings, data: RunData, train: TrainConfig) -> TrainPlan:
+        """Fine-tuning's plan with the retrieved passages in every prompt."""
+        return FineTune.plan(settings, data, train).with_prompt_chars(cls.retrieved_chars(settings, data))
 
     def plain_prompt(self, ex: Example) -> str:
         return answer_prompt(self.ctx.data.description(ex), ex.question, self.knowledge_for(ex))

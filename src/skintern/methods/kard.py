@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from skintern.data import Example
-from skintern.methods.base import Method, MethodSettings
+from skintern.methods.base import Method, MethodSettings, TrainPlan
 from skintern.methods.rundata import RunData
 from skintern.prompts import augmented_prompt
 from skintern.retrieval import BM25Retriever, ExampleRetriever, Passage, load_passages
 from skintern.schema import SettingError, check_choice, check_range
 from skintern.teacher.config import TeacherConfig
+from skintern.train import TrainConfig
 
 RETRIEVERS = ("dense", "bm25")
 
@@ -47,6 +48,22 @@ class KARD(Method):
     def check(cls, settings: KARDSettings, data: RunData, teacher: TeacherConfig) -> None:
         if settings.passages:
             load_passages(settings.passages)
+
+    @classmethod
+    def retrieved_chars(cls, settings: KARDSettings, data: RunData) -> float:
+        """What the retrieved passages add to a prompt, known before anything is built: top_k times the mean
+        length of the passages retrieved from."""
+        if settings.passages:
+            texts = [p.text for p in load_passages(settings.passages)]
+        else:
+            store = data.knowledge
+            texts = [store.get(ex.task, ex.index).text() for ex in data.train_pool if (ex.task, ex.index) in store]
+        return settings.top_k * sum(map(len, texts)) / max(len(texts), 1)
+
+    @classmethod
+    def plan(cls, settings: KARDSettings, data: RunData, train: TrainConfig) -> TrainPlan:
+        """Std-CoT's plan with the retrieved passages in every prompt."""
+        return super().plan(settings, data, train).with_prompt_chars(cls.retrieved_chars(settings, data))
 
     @cached_property
     def retriever(self) -> ExampleRetriever | BM25Retriever:
