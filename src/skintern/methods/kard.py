@@ -49,6 +49,11 @@ class KARD(Method):
         if settings.passages:
             load_passages(settings.passages)
 
+    @staticmethod
+    def knowledge_pool(data: RunData) -> list[Example]:
+        """The training items with teacher knowledge: the corpus retrieved from when no passage file is given."""
+        return [ex for ex in data.train_pool if (ex.task, ex.index) in data.knowledge]
+
     @classmethod
     def retrieved_chars(cls, settings: KARDSettings, data: RunData) -> float:
         """What the retrieved passages add to a prompt, known before anything is built: top_k times the mean
@@ -56,8 +61,7 @@ class KARD(Method):
         if settings.passages:
             texts = [p.text for p in load_passages(settings.passages)]
         else:
-            store = data.knowledge
-            texts = [store.get(ex.task, ex.index).text() for ex in data.train_pool if (ex.task, ex.index) in store]
+            texts = [data.knowledge.get(ex.task, ex.index).text() for ex in cls.knowledge_pool(data)]
         return settings.top_k * sum(map(len, texts)) / max(len(texts), 1)
 
     @classmethod
@@ -68,7 +72,7 @@ class KARD(Method):
     @cached_property
     def retriever(self) -> ExampleRetriever | BM25Retriever:
         store, settings = self.ctx.data.knowledge, self.settings
-        pool = [ex for ex in self.ctx.data.train_pool if (ex.task, ex.index) in store]
+        pool = self.knowledge_pool(self.ctx.data)
         if settings.retriever == "bm25":
             passages = (load_passages(settings.passages) if settings.passages else
                         [Passage(ex.id, store.get(ex.task, ex.index).text(), ex.question) for ex in pool])
