@@ -76,3 +76,15 @@ def test_the_tracker_does_not_invalidate_finished_entries_or_predictions():
     assert config_digest(tracked) == config_digest(plain) and prediction_settings(tracked) == prediction_settings(plain)
     tracked.train.lora_r = 8
     assert config_digest(tracked) != config_digest(plain)
+
+
+def test_the_training_key_holds_the_precision_auto_resolves_to(tiny_model, monkeypatch):
+    """`auto` is bf16 on a CPU with native bf16 and fp32 on one without: weights trained on one machine must not be
+    reused (or resumed) as if they were the other's."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    auto, fp32, bf16 = (TrainConfig(precision=p) for p in ("auto", "fp32", "bf16"))
+    monkeypatch.setattr("skintern.train._cpu_has_bf16", lambda: False)
+    assert training_key(tiny_model, examples(), auto, 42, None) == training_key(tiny_model, examples(), fp32, 42, None)
+    monkeypatch.setattr("skintern.train._cpu_has_bf16", lambda: True)
+    assert training_key(tiny_model, examples(), auto, 42, None) == training_key(tiny_model, examples(), bf16, 42, None)
+    assert training_key(tiny_model, examples(), auto, 42, None) != training_key(tiny_model, examples(), fp32, 42, None)

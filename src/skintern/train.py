@@ -378,6 +378,7 @@ def training_key(model, examples: Sequence[SFTExample], cfg: TrainConfig, seed: 
     Checkpoints and a finished output are reused only under the same key (`finetune`)."""
     pairs = hashlib.sha256(json.dumps([asdict(ex) for ex in examples], sort_keys=True).encode()).hexdigest()[:16]
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps", "report_to")}
+    settings["precision"] = resolve_precision(cfg.precision)  # `auto` trains in bf16 on one machine, fp32 on another
     return {"student": str(getattr(model.config, "_name_or_path", "")), "pairs": pairs, "train": settings,
             "seed": seed, "epochs": epochs}
 
