@@ -88,3 +88,17 @@ def test_the_training_key_holds_the_precision_auto_resolves_to(tiny_model, monke
     monkeypatch.setattr("skintern.train._cpu_has_bf16", lambda: True)
     assert training_key(tiny_model, examples(), auto, 42, None) == training_key(tiny_model, examples(), bf16, 42, None)
     assert training_key(tiny_model, examples(), auto, 42, None) != training_key(tiny_model, examples(), fp32, 42, None)
+
+
+def test_entries_are_keyed_on_the_precision_auto_resolves_to(monkeypatch):
+    """A finished entry from a bf16 machine is refused, not reused, by a rerun of the same config on an fp32 one."""
+    from skintern.config import RunConfig
+    from skintern.run import config_digest, run_settings
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    auto, fp32 = RunConfig(), RunConfig()
+    auto.train.precision, fp32.train.precision = "auto", "fp32"
+    monkeypatch.setattr("skintern.train._cpu_has_bf16", lambda: False)
+    assert run_settings(auto)["train"]["precision"] == "fp32" and config_digest(auto) == config_digest(fp32)
+    monkeypatch.setattr("skintern.train._cpu_has_bf16", lambda: True)
+    assert run_settings(auto)["train"]["precision"] == "bf16" and config_digest(auto) != config_digest(fp32)

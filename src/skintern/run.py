@@ -97,10 +97,12 @@ def run_settings(cfg: RunConfig) -> dict:
     """What a finished entry depends on: everything but the run's name, folder, method list and ablation grid, the
     internalization section while it is off and the eval.openai / eval.llamacpp sections while unset (they change
     nothing then, so runs from before them keep their entries), and where training is logged (`train.report_to`:
-    a tracker changes no result); plus the content of user sources' files (`source_files`, only when there are any)."""
+    a tracker changes no result); plus the content of user sources' files (`source_files`, only when there are any).
+    `train.precision` is held as what it resolves to on this machine, as in `train.training_key`."""
     skip = ("name", "output_dir", "method", "compare", "ablate") + (() if cfg.internalization.enabled else ("internalization",))
     settings = {k: v for k, v in cfg.to_dict().items() if k not in skip}
     settings["train"] = {k: v for k, v in settings["train"].items() if k != "report_to"}
+    settings["train"]["precision"] = resolve_precision(cfg.train.precision)  # entries trained in bf16 are not fp32's
     settings["eval"] = {k: v for k, v in settings["eval"].items() if not (k in REPLACES_WEIGHTS and v is None)}
     digests = file_digests([*cfg.data.train, *cfg.eval.datasets])
     if digests:
