@@ -90,6 +90,14 @@ def test_the_paper_grid_is_the_default_and_every_variant_loads(tmp_path, tiny_st
     assert all(v.compare.methods == ["skintern"] for v in variants.values())
 
 
+def test_named_variants_run_in_the_order_named(tmp_path, tiny_student_dir, shared_data):
+    """`--variants no-summary,exponential` runs no-summary first, though the grid lists exponential before it."""
+    cfg = load_config(write_config(tmp_path, tiny_student_dir, shared_data))
+    variants = skintern.ablate.variant_configs(cfg, ["no-summary", "exponential", "base"])
+    assert list(variants) == ["base", "no-summary", "exponential"]
+    assert variants["no-summary"].settings("skintern").schedule.knowledge_parts == ["supplementary"]
+
+
 def test_base_reuses_the_compare_entry_made_under_the_same_settings(tmp_path, tiny_student_dir, shared_data, capsys):
     config = ablation_config(tmp_path, tiny_student_dir, shared_data,
                              {"no-examples": {"methods.skintern.schedule.examples": 0}})

@@ -31,14 +31,15 @@ def ablation_dir(cfg: RunConfig) -> Path:
 
 
 def variant_configs(cfg: RunConfig, only: list[str] | None = None) -> dict[str, RunConfig]:
-    """`base` and every variant of `ablate.variants` (or those named in `only`) as checked configs, before any run:
-    a bad override fails here, naming the variant and the key."""
+    """`base` and every variant of `ablate.variants` (or those named in `only`, in the order named: the run order, so
+    a user puts first the variants that matter most to them) as checked configs, before any run: a bad override fails
+    here, naming the variant and the key."""
     grid = {BASE: {}, **cfg.ablate.variants}
     if only:
         unknown = [name for name in only if name not in grid]
         if unknown:
             raise SkinternError(f"ablate: unknown variant(s) {', '.join(unknown)} (known: {', '.join(grid)})")
-        grid = {name: grid[name] for name in grid if name == BASE or name in only}
+        grid = {BASE: {}, **{name: grid[name] for name in only if name != BASE}}
     base = cfg.to_dict()
     out = {}
     for name, overrides in grid.items():
