@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true",
                            help="check the config and the data and print the plan, without loading a model")
         if name == "ablate":
-            p.add_argument("--variants", default=None, help="comma-separated variants to run, in this order (default: all, in the config's order); base always runs")
+            p.add_argument("--variants", default=None, help="comma-separated variants to run, in this order "
+                           "(default: all, in the config's order); base always runs")
         if name == "eval":
             p.add_argument("--weights", default=None, help="trained weights folder (default: the run's final training output)")
         p.set_defaults(func=func)
