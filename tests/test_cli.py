@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -239,6 +240,20 @@ def test_first_seed_only_must_name_compared_methods(tmp_path, tiny_student_dir, 
                           compare={"methods": ["std-cot"], "first_seed_only": ["kard"]})
     code, err = run_cli(["compare", str(config), "--dry-run"], capsys)
     assert code == 2 and "compare.first_seed_only" in err and "expected one of std-cot, got 'kard'" in err
+
+
+def test_compare_refuses_any_seeds_foreign_entry_before_any_work(tmp_path, tiny_student_dir, shared_data, capsys):
+    config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": ["sports_understanding"]},
+                          eval={"per_task": 1}, train={"max_steps": 1}, compare={"methods": ["prompt"], "seeds": [1, 2]})
+    assert main(["compare", str(config)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    shutil.rmtree(run_dir / "seed-1")
+    # another method under another setting (as another machine's `precision: auto` could resolve): seed 2's finished
+    # prompt entry was made under other settings, so nothing starts, not even seed 1's training
+    code, err = run_cli(["compare", str(config), "--set", "compare.methods=[std-cot]", "--set", "train.learning_rate=0.1"],
+                        capsys)
+    assert code == 2 and "seed-2/entries/prompt.json: finished with a different config (train.learning_rate: " in err
+    assert not (run_dir / "seed-1").exists()
 
 
 def test_a_finished_run_refuses_a_changed_config(tmp_path, tiny_student_dir, shared_data, capsys):

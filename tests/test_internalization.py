@@ -141,6 +141,26 @@ def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_stude
     assert {k: v for k, v in json.loads((run_dir / "results.json").read_text())["internalization"].items()
             if k != "seconds"} == section
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    # on a machine without the weights (they are not committed): both methods retrained with the same settings and
+    # seed, checked against the fingerprints their evaluations recorded; a reproduced retrain regenerates nothing
+    shutil.rmtree(run_dir / "train")
+    recorded = run_dir / "predictions" / "std-cot-bbh.jsonl.key.json"
+    key = json.loads(recorded.read_text())
+    recorded.write_text(json.dumps({**key, "weights": "made-elsewhere"}))  # as if its evaluation used other bytes
+    assert main(["internalization", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "== skintern: " in out and "is not on this machine; retraining it" in out
+    assert "warning: the retrained std-cot weights differ from those its evaluation recorded (made-elsewhere)" in out
+    retrained = json.loads((run_dir / "results.json").read_text())["internalization"]
+    assert retrained.pop("retrained") == {"skintern": True, "std-cot": False}
+    assert {k: v for k, v in retrained.items() if k != "seconds"} == section
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    report = (run_dir / "report.md").read_text()
+    assert "skintern's weights were retrained for the check (same settings and seed) and reproduced its evaluated " \
+           "weights byte for byte." in report
+    assert "std-cot's weights were retrained for the check (same settings and seed) and differ from its evaluated " \
+           "weights" in report
+    recorded.write_text(json.dumps(key))
     # answers that are right exactly when the prompt carries knowledge: every stage but the last needs its prompt
     dev = load_run_data(cfg.data, cfg.eval, cfg.internalization).dev
     gold = {f"Q: {ex.question.strip()}\n{COT_TRIGGER}": ex.answer for ex in dev}

@@ -419,6 +419,10 @@ def _internalization_blocks(section: Internalization) -> list[_Block]:
     reference = (f" {section.reference_method} (bare question, same items): {_pct(section.reference_accuracy)} %."
                  if section.reference_accuracy is not None else "")
     reference += f" The check took {section.seconds:,.0f} s." if section.seconds is not None else ""
+    for name, same in (section.retrained or {}).items():
+        reference += (f" {name}'s weights were retrained for the check (same settings and seed) and "
+                      + ("reproduced its evaluated weights byte for byte." if same else
+                         "differ from its evaluated weights: the check describes a retrain, not the evaluated student."))
     return [f"Accuracy (%) on {len(section.dev_ids)} dev items held out of every method's training, of each "
             "stage's student with the stage's own prompt and with the bare question (the inference prompt); gap = "
             "stage prompt - bare, with its paired bootstrap 95 % CI." + reference,

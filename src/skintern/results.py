@@ -118,6 +118,9 @@ class Internalization:
     """Bare-question accuracy of the Std-CoT student on the same dev items, when the run trained one."""
     seconds: float | None = None
     """Wall time of the check (its generations; read back from saved predictions on a resume), its cost to a run."""
+    retrained: dict[str, bool] | None = None
+    """Methods whose weights were not on the machine that ran the check, so were retrained with the same settings
+    and seed: whether the retrain reproduced the evaluated weights byte for byte."""
 
     def __post_init__(self):
         if not self.stages:

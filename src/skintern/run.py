@@ -144,13 +144,8 @@ def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> Entry:
     """Load a fresh student, train it with method `name` (if it trains) and evaluate it; a finished entry is
     not redone (evaluations are the slow part), but one finished under another config is refused."""
     path = entry_path(run_dir, name)
-    if path.is_file():
-        entry = load_entry(path)
-        if entry.config_digest != config_digest(cfg):
-            changed = "; ".join(changed_settings(path.with_name(f"{name}.key.json"), run_settings(cfg))[:3])
-            raise SkinternError(f"{path}: finished with a different config ({changed or 'settings changed'}); "
-                                f"pick another `name` or remove {run_dir}")
-        return entry
+    if path.is_file():  # made under `cfg`: `check_finished_entries` ran first
+        return load_entry(path)
     student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
     method = build_method(name, cfg, rd, student, run_dir)
     fitted = method.fit()
@@ -163,6 +158,19 @@ def run_method(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> Entry:
     write_json(path.with_name(f"{name}.key.json"), run_settings(cfg))
     write_json(path, entry.to_dict())
     return entry
+
+
+def check_finished_entries(cfg: RunConfig) -> None:
+    """Refuse, before any work, a run folder holding an entry finished under other settings than `cfg`'s (say, the
+    precision `auto` resolved to on another machine): finished entries are reused, and one report must not mix
+    settings. Call it for every run folder a command will write in, first."""
+    digest, settings = config_digest(cfg), run_settings(cfg)
+    for path in sorted((cfg.run_dir / "entries").glob("*.json")):
+        if path.name.endswith(".key.json") or load_entry(path).config_digest == digest:
+            continue
+        changed = "; ".join(changed_settings(path.with_name(f"{path.stem}.key.json"), settings)[:3])
+        raise SkinternError(f"{path}: finished with a different config ({changed or 'settings changed'}); "
+                            f"pick another `name` or remove {cfg.run_dir}")
 
 
 def methods_to_run(cfg: RunConfig, compare: bool) -> list[str]:
@@ -259,6 +267,7 @@ def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, Trai
 def run(cfg: RunConfig, compare: bool = False) -> Path:
     """The main job; returns the path of results.json. `compare` runs every method of `compare.methods`."""
     rd, plans = checked_data(cfg, compare)
+    check_finished_entries(cfg)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"teacher rationales kept (correct answer only):\n{rd.import_table}", flush=True)
@@ -316,11 +325,35 @@ def internalization_check(cfg: RunConfig, rd: RunData, run_dir: Path, methods: l
     if not cfg.internalization.enabled or SKIntern.name not in methods:
         return None
     print("== internalization check", flush=True)
+    scored = [SKIntern.name] + ([COST_REFERENCE] if COST_REFERENCE in methods else [])
+    retrained = {name: same for name in scored if (same := restore_weights(name, cfg, rd, run_dir)) is not None}
     student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
     method = build_method(SKIntern.name, cfg, rd, student, run_dir)
     reference = ((COST_REFERENCE, METHODS[COST_REFERENCE].weights_dir(run_dir, cfg.settings(COST_REFERENCE)) / "final")
                  if COST_REFERENCE in methods else None)
-    return check_internalization(method, cfg, prediction_settings(cfg), reference)
+    section = check_internalization(method, cfg, prediction_settings(cfg), reference)
+    section.retrained = retrained or None
+    return section
+
+
+def restore_weights(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> bool | None:
+    """Retrain a finished method whose weights are not on this machine (weights stay where they were made; entries
+    and predictions travel), under the same settings and seed. Returns whether the retrain reproduced, byte for
+    byte, the weights its evaluation recorded; None when the weights were here."""
+    weights = METHODS[name].weights_dir(run_dir, cfg.settings(name)) / "final"
+    if weights.is_dir():
+        return None
+    print(f"== {name}: {weights} is not on this machine; retraining it for the internalization check", flush=True)
+    student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
+    build_method(name, cfg, rd, student, run_dir).fit()
+    recorded = {read_json(Path(f"{path}.key.json")).get("weights")
+                for path in sorted((run_dir / "predictions").glob(f"{name}-*.jsonl"))
+                if Path(f"{path}.key.json").is_file()}
+    same = recorded == {fingerprint(weights)}
+    if not same:
+        print(f"skintern: warning: the retrained {name} weights differ from those its evaluation recorded "
+              f"({', '.join(sorted(map(str, recorded))) or 'none recorded'}); the check scores the retrained ones", flush=True)
+    return same
 
 
 def internalization_of_run(source: str, overrides: list[str] | None = None) -> Path:

@@ -14,7 +14,7 @@ from skintern.config import RunConfig
 from skintern.methods import METHODS
 from skintern.report import render_report
 from skintern.results import DatasetScore, QueryFlops, Results, load_results, write_results
-from skintern.run import copy_entry, entry_path, methods_to_run, paired_comparisons, provenance, run
+from skintern.run import check_finished_entries, copy_entry, entry_path, methods_to_run, paired_comparisons, provenance, run
 from skintern.stats import seed_std
 
 
@@ -37,6 +37,8 @@ def compare_seeds(cfg: RunConfig) -> Path:
         if seed_cfgs:
             one.compare.methods = [m for m in cfg.compare.methods if m not in cfg.compare.first_seed_only]
         seed_cfgs.append(one)
+    for one in seed_cfgs:  # every seed's folder before the first seed's hours of work
+        check_finished_entries(one)
     per_seed = []
     for one in seed_cfgs:
         if one is not seed_cfgs[0]:
