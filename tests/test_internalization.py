@@ -113,6 +113,13 @@ def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_stude
     assert {k: v for k, v in saved["section"].items() if k != "seconds"} == section
     assert main(["compare", str(path)]) == 0  # a rerun reads the saved section: nothing is checked again
     assert "== internalization check" not in capsys.readouterr().out
+    # without the saved section, it runs once both entries are on disk, not when the list reaches them
+    (run_dir / "internalization.json").unlink()
+    assert main(["compare", str(path), "--set", "compare.methods=[prompt,skintern,std-cot]"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("== prompt") < out.index("== internalization check") < out.index("== skintern")
+    assert {k: v for k, v in json.loads((run_dir / "results.json").read_text())["internalization"].items()
+            if k != "seconds"} == section
     assert len(section["dev_ids"]) == 4 and [s["stage"] for s in section["stages"]] == [0, 1, 2]
     for stage in section["stages"]:
         assert 0 <= stage["stage_prompt_accuracy"] <= 1 and 0 <= stage["bare_accuracy"] <= 1

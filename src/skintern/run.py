@@ -279,7 +279,7 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
         if compare and name in plans:
             entry.budget = {"items": plans[name].items, "pairs": plans[name].pairs, "epochs": plans[name].epochs}
         entries.append(entry)
-        internalization = internalization or internalization_when_ready(cfg, rd, run_dir, methods, [e.method for e in entries])
+        internalization = internalization or internalization_when_ready(cfg, rd, run_dir, methods)
     schedules = [e.extras["schedule"] for e in entries if e.extras and "schedule" in e.extras]
     results = Results(runs=entries, name=cfg.name, student=cfg.student.model, seed=cfg.seed, config=cfg.to_dict(),
                       schedule=schedules[0] if schedules else None,
@@ -291,14 +291,14 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
     return path
 
 
-def internalization_when_ready(cfg: RunConfig, rd: RunData, run_dir: Path, methods: list[str], finished: list[str]
-                               ) -> Internalization | None:
-    """The internalization check as soon as the weights it reads are trained (SKIntern's stages, and Std-CoT's when
-    `methods` has it), not after the last method: a long compare stopped later still has it. Saved in the run folder
-    (internalization.json) keyed on the config, so later calls and reruns read it; None until then, or when off."""
+def internalization_when_ready(cfg: RunConfig, rd: RunData, run_dir: Path, methods: list[str]) -> Internalization | None:
+    """The internalization check as soon as the entries of the methods it reads (SKIntern, and Std-CoT when `methods`
+    has it) are finished in the run folder, whatever their place in `methods`, not after the last method: a long
+    compare stopped later still has it. Saved in the run folder (internalization.json) keyed on the config, so later
+    calls and reruns read it; None until then, or when off."""
     if not cfg.internalization.enabled or SKIntern.name not in methods:
         return None
-    if not ({SKIntern.name} | ({COST_REFERENCE} & set(methods))) <= set(finished):
+    if not all(entry_path(run_dir, name).is_file() for name in {SKIntern.name} | ({COST_REFERENCE} & set(methods))):
         return None
     if (saved := saved_internalization(run_dir, cfg)) is not None:
         return saved
