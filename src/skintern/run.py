@@ -346,9 +346,8 @@ def restore_weights(name: str, cfg: RunConfig, rd: RunData, run_dir: Path) -> bo
     print(f"== {name}: {weights} is not on this machine; retraining it for the internalization check", flush=True)
     student = load_student(cfg.student.model, cfg.student.dtype, cfg.student.prompt_format)
     build_method(name, cfg, rd, student, run_dir).fit()
-    recorded = {read_json(Path(f"{path}.key.json")).get("weights")
-                for path in sorted((run_dir / "predictions").glob(f"{name}-*.jsonl"))
-                if Path(f"{path}.key.json").is_file()}
+    keys = [Path(f"{predictions_path(run_dir, name, dataset)}.key.json") for dataset in load_entry(entry_path(run_dir, name)).eval]
+    recorded = {read_json(key).get("weights") for key in keys if key.is_file()}
     same = recorded == {fingerprint(weights)}
     if not same:
         print(f"skintern: warning: the retrained {name} weights differ from those its evaluation recorded "
