@@ -17,6 +17,8 @@ from skintern.generation import Generation, Generator
 from skintern.files import read_jsonl
 from skintern.methods.rundata import InternalizationConfig, load_run_data
 from skintern.prompts import COT_TRIGGER, augmented_prompt, worked_example
+from skintern.report import internalization_verdict
+from skintern.results import Internalization, InternalizationStage
 from skintern.run import build_method
 from skintern.schedule import ScheduleConfig
 from skintern.student import load_student
@@ -138,7 +140,8 @@ def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_stude
     report = (run_dir / "report.md").read_text()
     assert "## Internalization check" in report and "![internalization](internalization.png)" in report
     assert re.search(r"The check took [\d,]+ s\.", report)
-    assert re.search(r"Internalization (not )?shown: by stage 1, the last with knowledge or examples", report)
+    assert re.search(r"Internalization (not shown|shown|inconclusive): by stage 1, the last with knowledge or examples",
+                     report)
 
     # the command on the finished run: same section, from the saved predictions (nothing generated again)
     mtimes = {p: p.stat().st_mtime_ns for p in (run_dir / "internalization").glob("*.jsonl")}
@@ -188,3 +191,30 @@ def test_run_with_the_check_writes_the_section_and_the_plot(tmp_path, tiny_stude
     # a config without the check describes a run whose dev items trained: refused
     assert main(["internalization", str(path), "--set", "internalization.enabled=false"]) == 2
     assert "internalization.enabled is off" in capsys.readouterr().err
+
+
+def _section(bare_first: float, gap: float, ci: tuple[float, float]) -> Internalization:
+    stages = [InternalizationStage(0, 1.0, 3, bare_first + 0.2, bare_first, 0.2, 0.0, 0.4),
+              InternalizationStage(1, 0.5, 1, 0.4 + gap, 0.4, gap, *ci),
+              InternalizationStage(2, 0.0, 0, 0.4, 0.4, 0.0, 0.0, 0.0, bare_stage=True)]
+    return Internalization(dev_ids=[f"d{i}" for i in range(25)], stages=stages)
+
+
+@pytest.mark.parametrize("bare_first, gap, ci, verdict", [
+    (0.1, 0.02, (-0.06, 0.08), "Internalization shown: by stage 1, the last with knowledge or examples in its prompt, "
+                               "the gap had closed (+2.0 pp, 95 % CI [-6.0, +8.0]), and the bare-question accuracy "
+                               "rose from 10.0 % (stage 0) to 40.0 % (stage 2)."),
+    (0.1, 0.16, (0.0, 0.36), "Internalization inconclusive: by stage 1, the last with knowledge or examples in its "
+                             "prompt, the gap (+16.0 pp, 95 % CI [+0.0, +36.0]) cannot be told from 0 nor from a gap "
+                             "of 10 pp or more: too few dev items (internalization.dev_size: 25), and the "
+                             "bare-question accuracy rose from 10.0 % (stage 0) to 40.0 % (stage 2)."),
+    (0.1, 0.28, (0.04, 0.52), "Internalization not shown: by stage 1, the last with knowledge or examples in its "
+                              "prompt, the gap had not closed (+28.0 pp, 95 % CI [+4.0, +52.0]), and the "
+                              "bare-question accuracy rose from 10.0 % (stage 0) to 40.0 % (stage 2)."),
+    (0.5, 0.02, (-0.06, 0.08), "Internalization not shown: by stage 1, the last with knowledge or examples in its "
+                               "prompt, the gap had closed (+2.0 pp, 95 % CI [-6.0, +8.0]), and the bare-question "
+                               "accuracy did not rise from 50.0 % (stage 0) to 40.0 % (stage 2)."),
+])
+def test_a_gap_is_closed_only_when_its_ci_is_narrow(bare_first, gap, ci, verdict):
+    """A CI that holds 0 only because 25 dev items make it wide is no evidence that the gap closed."""
+    assert internalization_verdict(_section(bare_first, gap, ci)) == verdict
