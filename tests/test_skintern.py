@@ -154,6 +154,9 @@ def test_progressive_run_loss_falls_and_eval_is_question_only(tmp_path, tiny_stu
     achieved = [(s["knowledge_keep_rate"], s["achieved_keep_rate"]) for s in sk["extras"]["schedule"]["stages"]]
     assert achieved[0] == (1.0, 1.0) and achieved[-1] == (0.0, 0.0)  # uncompressed and no knowledge
     assert all(0 < got < 1 for want, got in achieved[1:-1])  # what the compressor really kept, logged per stage
+    kept = [(s["num_examples"], s["achieved_num_examples"]) for s in sk["extras"]["schedule"]["stages"]]
+    assert kept[0][1] > 0 and all(got <= want and (got > 0) == (want > 0) for want, got in kept), kept
+    assert "Examples kept (mean)" in report
     capsys.readouterr()
     assert main(["eval", str(path)]) == 0
     assert f"prompt tokens per query: {std['prompt_tokens_per_query']:.1f}" in capsys.readouterr().out
@@ -218,3 +221,8 @@ def test_prompts_over_max_length_drop_their_least_similar_examples(tmp_path, tin
             knowledge = [p.prompt.split("Knowledge:")[1].split("\n\nQ: ")[0] for p in (before, after)]
             assert knowledge[0] == knowledge[1] and knowledge[0].strip()  # the knowledge is kept whole ...
             assert after.prompt.rsplit("Q: ", 1)[1] == before.prompt.rsplit("Q: ", 1)[1]  # ... and the item's question
+    # the results record how many examples the stage's prompts really kept, not the schedule's K_t
+    kept = [after.prompt.count("Q: ") - 1 for after in trimmed]
+    stage0 = full.result_extras()["schedule"]["stages"][0]
+    assert stage0["achieved_num_examples"] == pytest.approx(sum(kept) / len(kept))
+    assert stage0["achieved_num_examples"] < stage0["num_examples"]

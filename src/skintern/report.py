@@ -294,17 +294,21 @@ def _per_task_table(tasks: list[str], runs: list[tuple[str, dict]]) -> _Table:
 
 
 def _schedule_table(schedule: dict) -> _Table:
-    """The stages; with the keep-rate the compressed knowledge achieved (mean, student tokens) where recorded."""
+    """The stages; where recorded, with the keep-rate the compressed knowledge achieved (mean, student tokens)
+    and the examples the prompts kept under train.max_length (mean)."""
     achieved = any("achieved_keep_rate" in stage for stage in schedule["stages"])
+    kept = any("achieved_num_examples" in stage for stage in schedule["stages"])
     rows = [[
         str(stage.get("stage", i)),
         f"{stage['knowledge_keep_rate']:.2f}",
         *([_num(stage.get("achieved_keep_rate"), ".2f")] if achieved else []),
         f"{stage['num_examples']:g}",
+        *([_num(stage.get("achieved_num_examples"), ".2f")] if kept else []),
         _num(stage.get("epochs"), ".2g"),
         "yes" if stage.get("final") else "no",
     ] for i, stage in enumerate(schedule["stages"])]
-    headers = ["Stage", "Knowledge keep-rate", *(["Achieved keep-rate"] if achieved else []), "Examples", "Epochs", "Final"]
+    headers = ["Stage", "Knowledge keep-rate", *(["Achieved keep-rate"] if achieved else []), "Examples",
+               *(["Examples kept (mean)"] if kept else []), "Epochs", "Final"]
     return _Table(headers, rows)
 
 

@@ -66,6 +66,7 @@ class SKIntern(Method):
     def __init__(self, settings: SKInternSettings, ctx: Context):
         super().__init__(settings, ctx)
         self.achieved_keep_rates: dict[float, float] = {}  # requested rate -> mean achieved, once the pairs are built
+        self.achieved_num_examples: dict[int, float] = {}  # stage -> mean examples its prompts kept under max_length
 
     @cached_property
     def schedule(self) -> Schedule:
@@ -133,28 +134,32 @@ class SKIntern(Method):
         """Each item's prompt at each stage, built exactly as a training item's (same compression, examples
         retrieved from the training items), for items with knowledge that do not train (the internalization
         check's dev set). Call it before training: the default scorer is the untrained student."""
-        pairs = self.pairs_by_stage(items, self.ctx.data.knowledge, record_keep_rates=False)
+        pairs = self.pairs_by_stage(items, self.ctx.data.knowledge, record_achieved=False)
         return {stage: [pair.prompt for pair in rows] for stage, rows in pairs.items()}
 
     def pairs_by_stage(self, items: list[Example], store: KnowledgeStore,
-                       record_keep_rates: bool = True) -> dict[int, list[SFTExample]]:
-        """The pairs of `items` at every stage; `record_keep_rates`: keep the achieved keep-rates for the results."""
+                       record_achieved: bool = True) -> dict[int, list[SFTExample]]:
+        """The pairs of `items` at every stage; `record_achieved`: keep the keep-rates and example counts the
+        stages achieved (after compression and the max_length trim) for the results."""
         stages = self.schedule.stages
         top_k = self.schedule.K if any(s.num_examples for s in stages) else 0
         neighbours = self._neighbours(items, top_k) if top_k else {ex.id: [] for ex in items}
         rates = sorted({s.knowledge_keep_rate for s in stages if s.knowledge_keep_rate})
-        compressed = self._compressed(items, store, rates, record_keep_rates)
+        compressed = self._compressed(items, store, rates, record_achieved)
         out = {}
         for stage in stages:
-            rows, trimmed = [], 0
+            rows, kept, trimmed = [], [], 0
             for ex in items:
                 knowledge = compressed[stage.knowledge_keep_rate][ex.id] if stage.knowledge_keep_rate else None
-                pair, dropped = self._fitting_pair(ex, stage, knowledge, neighbours[ex.id])
+                pair, shots, dropped = self._fitting_pair(ex, stage, knowledge, neighbours[ex.id])
                 rows.append(pair)
+                kept.append(shots)
                 trimmed += dropped > 0
             if trimmed:
                 print(f"skintern: stage {stage.stage}: {trimmed} of {len(rows)} prompts over train.max_length="
                       f"{self.ctx.train.max_length} tokens keep fewer examples", flush=True)
+            if record_achieved:
+                self.achieved_num_examples[stage.stage] = statistics.fmean(kept) if kept else 0.0
             out[stage.stage] = rows
         return out
 
@@ -178,14 +183,15 @@ class SKIntern(Method):
             [worked_example(n.question, rd.rationales[n.id], n.answer) for n in shots]))
 
     def _fitting_pair(self, ex: Example, stage: Stage, knowledge: str | None,
-                      neighbours: Sequence[Example]) -> tuple[SFTExample, int]:
-        """The item's pair, without its least similar examples while it is over train.max_length, and how many
-        examples it dropped. Dropping the whole item instead would train early stages on fewer, shorter items."""
+                      neighbours: Sequence[Example]) -> tuple[SFTExample, int, int]:
+        """The item's pair, without its least similar examples while it is over train.max_length, how many
+        examples it kept and how many it dropped. Dropping the whole item instead would train early stages on
+        fewer, shorter items."""
         shots = len(self.stage_examples(ex, stage, neighbours))
         for drop in range(shots + 1):
             pair = self.cot_pair(ex, self.stage_prompt(ex, stage, knowledge, neighbours, drop))
             if drop == shots or pair_length(self.ctx.student.tokenizer, pair) <= self.ctx.train.max_length:
-                return pair, drop
+                return pair, shots - drop, drop
 
     def _neighbours(self, items: list[Example], k: int) -> dict[str, list[Example]]:
         """The k most similar training items (with a teacher rationale) of each item, never itself."""
@@ -244,8 +250,10 @@ class SKIntern(Method):
 
     def result_extras(self) -> dict[str, Any]:
         """The schedule, each stage with the mean keep-rate its compressed knowledge actually has (in student
-        tokens), next to the requested one, and whether the optimizer restarted at each stage."""
+        tokens) and the mean number of examples its prompts kept under train.max_length, next to the requested
+        ones, and whether the optimizer restarted at each stage."""
         schedule = self.schedule.to_dict()
         for stage in schedule["stages"]:
             stage["achieved_keep_rate"] = self.achieved_keep_rates.get(stage["knowledge_keep_rate"], 0.0)
+            stage["achieved_num_examples"] = self.achieved_num_examples.get(stage["stage"], 0.0)
         return {"schedule": schedule, "restart_optimizer": self.settings.restart_optimizer}
