@@ -114,3 +114,26 @@ def test_base_reuses_the_compare_entry_made_under_the_same_settings(tmp_path, ti
     reused = json.loads((base / "entries" / "skintern.json").read_text())
     assert reused["eval"] == compared["eval"] and reused["config_digest"] == compared["config_digest"]
     assert (run_dir / "ablate" / "no-examples" / "train").is_dir()  # the variant trained
+
+
+def test_variants_run_one_per_command_are_reported_together(tmp_path, tiny_student_dir, shared_data, capsys):
+    """An ablation run one variant per session reports every variant finished so far, in the grid's order, and never
+    one that finished under settings the config no longer gives it."""
+    grid = {"no-examples": {"methods.skintern.schedule.examples": 0},
+            "abrupt": {"methods.skintern.schedule.pattern": "abrupt"}}
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, grid)
+    folder = tmp_path / "runs" / "tiny" / "ablate"
+    assert main(["ablate", str(config), "--variants", "abrupt"]) == 0
+    assert main(["ablate", str(config), "--variants", "no-examples"]) == 0
+    assert "ablate: the results also hold abrupt, finished earlier" in capsys.readouterr().out
+    results = json.loads((folder / "results.json").read_text())
+    order = list(skintern.ablate.variant_configs(load_config(config)))  # the grid's order, not the commands'
+    assert sorted(order) == ["abrupt", "base", "no-examples"] and [r["label"] for r in results["runs"]] == order
+    assert list(results["comparisons"]["ablation_base"]["methods"]) == order[1:]
+    assert "(3 variants)" in (folder / "report.md").read_text()
+
+    grid["abrupt"] = {"methods.skintern.schedule.pattern": [1.0, 0.0]}  # abrupt now means other settings
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, grid)
+    assert main(["ablate", str(config), "--variants", "no-examples"]) == 0
+    results = json.loads((folder / "results.json").read_text())
+    assert [r["label"] for r in results["runs"]] == ["base", "no-examples"]

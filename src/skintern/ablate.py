@@ -67,16 +67,36 @@ def dry_run_ablation(cfg: RunConfig, only: list[str] | None = None) -> str:
 
 
 def ablate(cfg: RunConfig, only: list[str] | None = None) -> Path:
-    """Run every variant (finished ones are reused), then write the side-by-side results and report."""
+    """Run every variant (finished ones are reused), then write the side-by-side results and report. With `only`,
+    the results also hold the grid's other variants that an earlier command finished under their current settings,
+    so an ablation run one variant per command still reports every finished variant."""
     variants = variant_configs(cfg, only)
     for variant in variants.values():
         checked_data(variant, compare=True)  # every variant's data and plan before the first model loads
     reuse_compare_entry(cfg, variants[BASE])
     per_variant = {name: load_results(run(variant, compare=True)) for name, variant in variants.items()}
-    results = combine_variants(cfg, variants, per_variant)
+    grid = variant_configs(cfg)
+    for name, variant in grid.items():
+        if name not in per_variant and (finished := finished_results(cfg, variant)) is not None:
+            print(f"ablate: the results also hold {name}, finished earlier under the same settings", flush=True)
+            variants[name], per_variant[name] = variant, finished
+    order = [name for name in grid if name in per_variant]
+    results = combine_variants(cfg, {n: variants[n] for n in order}, {n: per_variant[n] for n in order})
     path = write_results(ablation_dir(cfg) / "results.json", results)
-    render_report(results, ablation_dir(cfg), title=f"skintern ablate: {cfg.name} ({len(variants)} variants)")
+    render_report(results, ablation_dir(cfg), title=f"skintern ablate: {cfg.name} ({len(order)} variants)")
     return path
+
+
+def finished_results(cfg: RunConfig, variant: RunConfig) -> Results | None:
+    """The results a finished `variant` wrote, if its entry (and, under `internalization.enabled`, its check) was
+    made under the variant's current settings; None when it has not run, is unfinished or ran under other settings."""
+    path = variant.run_dir / "results.json"
+    if not path.is_file() or (cfg.internalization.enabled and saved_internalization(variant.run_dir, variant) is None):
+        return None
+    results = load_results(path)
+    digest = config_digest(variant)
+    entries = [e for e in results.runs if e.method == cfg.ablate.method]
+    return results if entries and all(e.config_digest == digest for e in entries) else None
 
 
 def reuse_compare_entry(cfg: RunConfig, base: RunConfig) -> None:
