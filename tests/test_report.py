@@ -238,3 +238,52 @@ def test_of_two_close_points_the_higher_one_gets_the_label_above():
     assert _label_offsets([std_cot, skintern], points_per_y=20.0) == [4, 4]  # 22 points apart: no clash
     squeezed = (33.0, 28.3, 20.0)  # between both: the labels keep the points' top-to-bottom order
     assert _label_offsets([std_cot, skintern, squeezed], points_per_y=8.5) == [-26, 4, -11]
+
+
+def _saved_run(folder: Path, name: str, seeds: list[int], correct: dict[str, dict[int, list[bool]]]) -> Path:
+    """A results.json of `name` with each method's per-item predictions on bbh saved as its run would: in the
+    folder for one seed, in seed-<s>/ for several."""
+    runs = []
+    for method, by_seed in correct.items():
+        pooled = [c for seed in seeds for c in by_seed[seed]]
+        runs.append({"method": method, "eval": {"bbh": {"accuracy": sum(pooled) / len(pooled), "n": len(by_seed[seeds[0]])}}})
+        for seed in seeds:
+            run_dir = folder / f"seed-{seed}" if len(seeds) > 1 else folder
+            (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
+            (run_dir / "predictions" / f"{method}-bbh.jsonl").write_text("".join(
+                json.dumps({"id": f"bbh/t/{i}", "dataset": "bbh", "correct": c}) + "\n" for i, c in enumerate(by_seed[seed])))
+    results = {"name": name, "seed": seeds[0], "runs": runs, "domains": {"bbh": "in"}}
+    if len(seeds) > 1:
+        results["seeds"] = seeds
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder / "results.json"
+
+
+def test_report_against_pairs_runs_of_several_results_on_item_and_seed(tmp_path, capsys):
+    from skintern.cli import main
+
+    std_cot = {1: [True] * 6 + [False] * 4, 2: [True] * 5 + [False] * 5}
+    compare = _saved_run(tmp_path / "compare", "compare", [1, 2], {"std-cot": std_cot, "skintern": std_cot})
+    # one seed (1): right on 2 items std-cot missed, wrong on none it had right
+    variant = _saved_run(tmp_path / "variant", "variant", [1], {"skintern": {1: [True] * 8 + [False] * 2}})
+    out = tmp_path / "out"
+    assert main(["report", str(compare), str(variant), "--against", "std-cot", "--out", str(out)]) == 0
+    found = json.loads((out / "comparisons.json").read_text())["std-cot"]["methods"]
+    assert found["skintern [compare]"]["groups"]["ID"]["method_minus_reference"] == 0.0
+    assert found["skintern [compare]"]["groups"]["ID"]["n_pairs"] == 20
+    ours = found["skintern [variant]"]["datasets"]["bbh"]
+    assert (ours["n_pairs"], ours["method_only"], ours["reference_only"]) == (10, 2, 0)
+    assert ours["method_minus_reference"] == pytest.approx(0.2)
+    assert "| skintern [variant] | bbh | +20.0 |" in (out / "report.md").read_text()
+
+    assert main(["report", str(compare), str(variant), "--against", "kard", "--out", str(tmp_path / "x")]) == 2
+    assert "--against: no run labelled 'kard', expected one of std-cot, skintern [compare], skintern [variant]" \
+        in capsys.readouterr().err
+    (tmp_path / "variant" / "predictions" / "skintern-bbh.jsonl").write_text(
+        json.dumps({"id": "bbh/t/0", "dataset": "bbh", "correct": False}) + "\n")
+    assert main(["report", str(compare), str(variant), "--against", "std-cot", "--out", str(tmp_path / "y")]) == 2
+    assert "the saved predictions of skintern on bbh score 0.0000, the results say 0.8000" in capsys.readouterr().err
+    (tmp_path / "variant" / "predictions" / "skintern-bbh.jsonl").unlink()
+    assert main(["report", str(compare), str(variant), "--against", "std-cot", "--out", str(tmp_path / "z")]) == 2
+    assert "no predictions of skintern on bbh at" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))

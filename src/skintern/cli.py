@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from skintern.errors import SkinternError
 from skintern.teacher.cli import add_commands as add_teacher_commands
@@ -80,9 +81,18 @@ def _cmd_report(args) -> int:
     from skintern.results import load_results
 
     methods = args.methods.split(",") if args.methods else None
-    merged = merge_results([load_results(p) for p in args.results], methods)
+    loaded = [(Path(p), load_results(p)) for p in args.results]
+    merged = merge_results([results for _, results in loaded], methods)
+    if args.against:
+        from skintern.run import paired_against
+
+        merged.comparisons = paired_against(loaded, merged, args.against, methods)
     written = render_report(merged, args.out, title=args.title)
     print(f"report: {written['md']}")
+    if args.against:
+        from skintern.files import write_json
+
+        print(f"paired differences: {write_json(Path(args.out) / 'comparisons.json', merged.comparisons)}")
     return 0
 
 
@@ -156,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="results.json files; a method found in several is labelled with its run name")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and the plots")
     p.add_argument("--methods", default=None, help="comma-separated methods to keep (default: all)")
+    p.add_argument("--against", default=None, metavar="LABEL",
+                   help="add paired differences (95 %% CI, McNemar p) of every run against the run with this label "
+                        "(a method, or 'method [results name]' when several results have it), from the per-item "
+                        "predictions saved beside each results.json, paired on item and seed; also written to "
+                        "comparisons.json in --out")
     p.add_argument("--title", default=None)
     p.set_defaults(func=_cmd_report)
 

@@ -33,6 +33,8 @@ UNTAGGED_DOMAINS = {"bbh": "in", "bbsub": "out", "agieval": "out", "arc-easy": "
 """The groups of results.json written before runs stored their datasets' tags (`Results.domains`)."""
 ABLATION_COMPARISON = "ablation_base"
 """results.json `comparisons` key of `skintern ablate`'s variants against the config as written."""
+AGAINST_COMPARISON = "against"
+"""results.json `comparisons` key of `skintern report --against`, when its reference is not std-cot."""
 _MISSING = "–"
 
 
@@ -119,7 +121,7 @@ def _total_flops(run: Entry) -> float | None:
     return run.flops_per_query.total if run.flops_per_query else None
 
 
-def _label(run: Entry, results: Results) -> str:
+def run_label(run: Entry, results: Results) -> str:
     """The run's own label if it has one, else the method, plus the student when it differs from the report's."""
     if run.label:
         return run.label
@@ -135,7 +137,7 @@ def summary_table(results: Results) -> list[dict]:
     groups = domain_groups(results.domains)
     rows = []
     for run in results.runs:
-        row: dict[str, Any] = {"method": _label(run, results)}
+        row: dict[str, Any] = {"method": run_label(run, results)}
         row.update({d: _accuracy(run, d) for d in datasets})
         row["id_avg"] = _group_avg(run, groups["ID"])
         row["ood_avg"] = _group_avg(run, groups["OOD"])
@@ -238,7 +240,7 @@ def _cost_table(results: Results) -> _Table:
             _ratio(_total_flops(run), reference and _total_flops(reference)),
         ]
         rows.append([
-            _label(run, results),
+            run_label(run, results),
             _num(run.prompt_tokens_per_query, ".1f"),
             _num(run.generated_tokens_per_query, ".1f"),
             _gflops(flops and flops.prefill),
@@ -262,7 +264,7 @@ def _cost_against_costly_lines(results: Results) -> list[str]:
                  f"{_ratio(_total_flops(run), _total_flops(costly))} the FLOPs of {costly.method}"
                  for costly in (_baseline_for(run, results, name) for name in (KARD.name, CasCoD.name)) if costly]
         if parts:
-            lines.append(f"{_label(run, results)} per query: " + "; ".join(parts) + ".")
+            lines.append(f"{run_label(run, results)} per query: " + "; ".join(parts) + ".")
     return lines
 
 
@@ -276,13 +278,13 @@ def _delta_lines(results: Results) -> list[str]:
         text = ", ".join(f"{d} {100 * v:+.1f} pp" for d, v in deltas) or "no dataset scored on the same items"
         if skipped:
             text += f" (not comparable, different n: {', '.join(skipped)})"
-        lines.append(f"- {_label(run, results)}: {text}")
+        lines.append(f"- {run_label(run, results)}: {text}")
     return lines
 
 
 def _per_task(results: Results, dataset: str) -> tuple[list[str], list[tuple[str, dict]]]:
     """Task names (first-seen order) and (label, per_task) for runs that report tasks for `dataset`."""
-    runs = [(_label(r, results), r.eval[dataset].per_task) for r in results.runs if dataset in r.eval]
+    runs = [(run_label(r, results), r.eval[dataset].per_task) for r in results.runs if dataset in r.eval]
     runs = [(label, tasks) for label, tasks in runs if tasks]
     tasks = list({t: None for _, per_task in runs for t in per_task})
     return tasks, runs
@@ -512,7 +514,7 @@ def loss_curves(results: Results) -> list[LossCurve]:
             boundaries.append(offset)
         if losses:
             seed = f" (seed {run.seeds[0]})" if run.seeds and len(run.seeds) > 1 else ""
-            curves.append(LossCurve(_label(run, results) + seed, steps, losses, boundaries[:-1]))
+            curves.append(LossCurve(run_label(run, results) + seed, steps, losses, boundaries[:-1]))
     return curves
 
 
@@ -554,7 +556,7 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
             "What each trained method saw: training items, prompt -> target pairs (two per item for the multi-task "
             "methods, one per stage for SKIntern) and passes over them (SKIntern: summed over its stages).",
             _Table(["Method", "Items", "Pairs", "Epochs", "Optimizer steps"],
-                   [[_label(run, results), f"{run.budget['items']:g}", f"{run.budget['pairs']:g}", f"{run.budget['epochs']:g}",
+                   [[run_label(run, results), f"{run.budget['items']:g}", f"{run.budget['pairs']:g}", f"{run.budget['epochs']:g}",
                      str((run.train or {}).get("steps", _MISSING))] for run in budgets])]))
     if results.comparisons:
         sections.append(("Paired differences", _comparison_blocks(results)))
@@ -593,7 +595,7 @@ def _flat(value: Any) -> str:
 
 def _caps_table(results: Results) -> _Table | None:
     datasets = dataset_columns(results)
-    rows = [[_label(run, results)] + [
+    rows = [[run_label(run, results)] + [
         f"{100 * run.eval[d].hit_cap:.1f} / {100 * run.eval[d].no_answer:.1f}"
         if d in run.eval and run.eval[d].hit_cap is not None and run.eval[d].no_answer is not None else _MISSING
         for d in datasets] for run in results.runs]
@@ -614,8 +616,8 @@ def _comparison_blocks(results: Results) -> list[_Block]:
                 rows.append([method, scope, f"{100 * found['method_minus_reference']:+.1f}",
                              f"[{100 * found['ci_low']:+.1f}, {100 * found['ci_high']:+.1f}]",
                              f"{found['mcnemar_p']:.3f}", str(found["n_items"])])
-        what = {"best_baseline": "the best other trained method", ABLATION_COMPARISON: "the config as written"}.get(
-            key, "plain CoT distillation")
+        what = {"best_baseline": "the best other trained method", ABLATION_COMPARISON: "the config as written",
+                AGAINST_COMPARISON: "chosen with --against"}.get(key, "plain CoT distillation")
         blocks += [f"Against {reference} ({what}): accuracy difference in points, 95 % CI, McNemar p.",
                    _Table(["Method", "Data", "Δ pp", "95 % CI", "McNemar p", "Items"], rows)]
     blocks.append(_resolution_line(results))

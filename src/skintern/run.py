@@ -29,7 +29,7 @@ from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Contex
 from skintern.methods.base import TrainPlan
 from skintern.methods.rundata import RunData, load_run_data
 from skintern.prompts import cot_target
-from skintern.report import domain_groups, render_report
+from skintern.report import AGAINST_COMPARISON, domain_groups, render_report, run_label
 from skintern.results import DatasetScore, Entry, Internalization, QueryFlops, Results, load_entry, load_results, write_results
 from skintern.retrieval import ExampleRetriever
 from skintern.schema import from_dict, to_dict
@@ -219,6 +219,50 @@ def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry], 
         best = max(baselines, key=pooled.get)
         out["best_baseline"] = compare_methods({best: rows[best], SKIntern.name: rows[SKIntern.name]}, best, groups=groups)
     return out or None
+
+
+def saved_prediction_rows(results_path: Path, results: Results, entry: Entry) -> list[dict]:
+    """The per-item predictions `entry` of the results.json at `results_path` was built from, each row with its
+    seed: a single run's from the folder's predictions/, a multi-seed compare's from its seed-<s>/ folders."""
+    folder = Path(results_path).parent
+    several = results.seeds is not None and len(results.seeds) > 1
+    places = [(folder / f"seed-{s}", s) for s in entry.seeds or results.seeds] if several else [(folder, results.seed)]
+    rows = []
+    for dataset, score in entry.eval.items():
+        found = []
+        for run_dir, seed in places:
+            path = predictions_path(run_dir, entry.method, dataset)
+            if not path.is_file():
+                raise SkinternError(f"{results_path}: no predictions of {entry.method} on {dataset} at {path}, expected "
+                                    "the per-item predictions the results were built from (an ablation's are in its "
+                                    "variant's folder: pass ablate/<variant>/results.json)")
+            found += [dict(row, seed=seed) for row in read_jsonl(path, required=("id", "dataset", "correct"))]
+        accuracy = sum(bool(row["correct"]) for row in found) / max(len(found), 1)
+        if abs(accuracy - score.accuracy) > 1e-6:
+            raise SkinternError(f"{results_path}: the saved predictions of {entry.method} on {dataset} score "
+                                f"{accuracy:.4f}, the results say {score.accuracy:.4f}; expected the predictions the "
+                                "results were built from")
+        rows += found
+    return rows
+
+
+def paired_against(sources: list[tuple[Path, Results]], merged: Results, reference: str,
+                   methods: list[str] | None = None) -> dict:
+    """Paired differences of every run of `merged` (`report.merge_results` of `sources`, keeping `methods`) against
+    the run labelled `reference`, from each run's saved predictions, paired on (item id, seed): the comparisons of
+    `skintern report --against`."""
+    labels = [run_label(run, merged) for run in merged.runs]
+    if reference not in labels:
+        raise SkinternError(f"--against: no run labelled {reference!r}, expected one of {', '.join(labels)}")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise SkinternError(f"--against: several runs are labelled {', '.join(repeated)}; give their results.json "
+                            "different names")
+    originals = [(path, results, run) for path, results in sources for run in results.runs
+                 if methods is None or run.method in methods]
+    rows = {label: saved_prediction_rows(path, results, run) for label, (path, results, run) in zip(labels, originals)}
+    key = COST_REFERENCE if reference == COST_REFERENCE else AGAINST_COMPARISON
+    return {key: compare_methods(rows, reference, groups=domain_groups(merged.domains))}
 
 
 def provenance(cfg: RunConfig) -> dict:
