@@ -41,6 +41,11 @@ _MISSING = "–"
 # ---------------------------------------------------------------- merging
 
 
+def kept_runs(results: Results, methods: list[str] | None) -> list[Entry]:
+    """The runs of `results` a report keeps: those of `methods` (all when None), in their order."""
+    return [run for run in results.runs if methods is None or run.method in methods]
+
+
 def merge_results(results: list[Results], methods: list[str] | None = None) -> Results:
     """Several results.json as one report (a compare plus its ablation runs, say), runs in the order given,
     only those of `methods` if given.
@@ -48,8 +53,7 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
     A method that occurs in more than one of them is labelled with its run name, "skintern [no-knowledge]".
     The schedule section is kept only when a single input has one, since it describes one run."""
     if methods is not None:
-        results = [dataclasses.replace(r, runs=[run for run in r.runs if run.method in methods]) for r in results
-                   if any(run.method in methods for run in r.runs)]
+        results = [dataclasses.replace(r, runs=kept_runs(r, methods)) for r in results if kept_runs(r, methods)]
         if not results:
             raise SkinternError(f"no run of method {', '.join(methods)} in the results given")
     if len(results) == 1:

@@ -29,7 +29,7 @@ from skintern.methods import COST_REFERENCE, METHODS, UNTRAINED_BASELINE, Contex
 from skintern.methods.base import TrainPlan
 from skintern.methods.rundata import RunData, load_run_data
 from skintern.prompts import cot_target
-from skintern.report import AGAINST_COMPARISON, domain_groups, render_report, run_label
+from skintern.report import AGAINST_COMPARISON, domain_groups, kept_runs, render_report, run_label
 from skintern.results import DatasetScore, Entry, Internalization, QueryFlops, Results, load_entry, load_results, write_results
 from skintern.retrieval import ExampleRetriever
 from skintern.schema import from_dict, to_dict
@@ -121,6 +121,11 @@ def prediction_settings(cfg: RunConfig) -> dict:
 
 def config_digest(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(run_settings(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def seed_folder(run_dir: Path, seed: int, seeds: list[int]) -> Path:
+    """Where a compare over `seeds` keeps the run of `seed`: `run_dir` itself for one seed, else its seed-<s>/."""
+    return run_dir if len(seeds) == 1 else run_dir / f"seed-{seed}"
 
 
 def entry_path(run_dir: Path, method: str) -> Path:
@@ -225,8 +230,8 @@ def saved_prediction_rows(results_path: Path, results: Results, entry: Entry) ->
     """The per-item predictions `entry` of the results.json at `results_path` was built from, each row with its
     seed: a single run's from the folder's predictions/, a multi-seed compare's from its seed-<s>/ folders."""
     folder = Path(results_path).parent
-    several = results.seeds is not None and len(results.seeds) > 1
-    places = [(folder / f"seed-{s}", s) for s in entry.seeds or results.seeds] if several else [(folder, results.seed)]
+    seeds = results.seeds or [results.seed]
+    places = [(seed_folder(folder, s, seeds), s) for s in entry.seeds or seeds]
     rows = []
     for dataset, score in entry.eval.items():
         found = []
@@ -258,8 +263,7 @@ def paired_against(sources: list[tuple[Path, Results]], merged: Results, referen
     if repeated:
         raise SkinternError(f"--against: several runs are labelled {', '.join(repeated)}; give their results.json "
                             "different names")
-    originals = [(path, results, run) for path, results in sources for run in results.runs
-                 if methods is None or run.method in methods]
+    originals = [(path, results, run) for path, results in sources for run in kept_runs(results, methods)]
     rows = {label: saved_prediction_rows(path, results, run) for label, (path, results, run) in zip(labels, originals)}
     key = COST_REFERENCE if reference == COST_REFERENCE else AGAINST_COMPARISON
     return {key: compare_methods(rows, reference, groups=domain_groups(merged.domains))}

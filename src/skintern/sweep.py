@@ -14,13 +14,14 @@ from skintern.config import RunConfig
 from skintern.methods import METHODS
 from skintern.report import render_report
 from skintern.results import DatasetScore, QueryFlops, Results, load_results, write_results
-from skintern.run import check_finished_entries, copy_entry, entry_path, methods_to_run, paired_comparisons, provenance, run
+from skintern.run import (check_finished_entries, copy_entry, entry_path, methods_to_run, paired_comparisons, provenance, run,
+                          seed_folder)
 from skintern.stats import seed_std
 
 
 def seed_run_dir(cfg: RunConfig, seed: int) -> Path:
     """The run folder `compare` uses for `seed`: the config's own with one seed, else its seed-<s>/ subfolder."""
-    return cfg.run_dir if len(cfg.compare.seeds) == 1 else cfg.run_dir / f"seed-{seed}"
+    return seed_folder(cfg.run_dir, seed, cfg.compare.seeds)
 
 
 def compare_seeds(cfg: RunConfig) -> Path:
