@@ -176,6 +176,36 @@ def test_compare_runs_every_method_on_the_same_items(tmp_path, tiny_student_dir,
     assert (run_dir / "accuracy_vs_flops.png").stat().st_size > 1000 and (run_dir / "report.html").is_file()
 
 
+def test_results_name_the_commit_the_run_started_on(tmp_path, tiny_student_dir, shared_data, monkeypatch):
+    """A commit made while a long run goes on is not credited with its results."""
+    import subprocess
+
+    import skintern.run
+
+    head, real_subprocess_run, real_run_method = {"sha": "a" * 40}, subprocess.run, skintern.run.run_method
+
+    def fake_git(args, **kwargs):
+        if args[0] != "git":
+            return real_subprocess_run(args, **kwargs)
+        return subprocess.CompletedProcess(args, 0, stdout=head["sha"] if "rev-parse" in args else " M src/x.py", stderr="")
+
+    def method_then_commit(*args, **kwargs):
+        entry = real_run_method(*args, **kwargs)
+        head["sha"] = "b" * 40  # someone commits while the run is still going
+        return entry
+
+    monkeypatch.setattr(skintern.run.subprocess, "run", fake_git)
+    monkeypatch.setattr(skintern.run, "run_method", method_then_commit)
+    skintern.run.code_commit.cache_clear()
+    try:
+        config = write_config(tmp_path, tiny_student_dir, shared_data, method="prompt", eval={"per_task": 1})
+        assert main(["run", str(config)]) == 0
+    finally:
+        skintern.run.code_commit.cache_clear()
+    results = json.loads((tmp_path / "runs" / "tiny" / "results.json").read_text())
+    assert results["provenance"]["git_commit"] == "a" * 40 + "+dirty"
+
+
 def test_compare_refuses_unequal_budgets_before_any_work(tmp_path, tiny_student_dir, shared_data, capsys, monkeypatch):
     import skintern.run
 

@@ -8,6 +8,7 @@ seeds are in `skintern.sweep`."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -273,9 +274,6 @@ def provenance(cfg: RunConfig) -> dict:
     """What produced a run besides its config: the resolved embedder, compressor and scorer, library versions,
     device, training precision and the project's git commit."""
     skintern_settings = cfg.settings(SKIntern.name)
-    repo = Path(__file__).resolve().parents[2]
-    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
     return {
         "embedder": ExampleRetriever.resolve_embedder(cfg.retrieval.embedder, cfg.retrieval.embedder_path),
         "compressor": skintern_settings.compressor,
@@ -284,8 +282,19 @@ def provenance(cfg: RunConfig) -> dict:
                      "peft": peft.__version__},
         "device": f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "precision": resolve_precision(cfg.train.precision),
-        "git_commit": (commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) if commit.returncode == 0 else None,
+        "git_commit": code_commit(),
     }
+
+
+@functools.cache
+def code_commit() -> str | None:
+    """The project's git commit ("+dirty" when tracked files differ from it; None outside a checkout) when this
+    process first asked. `run` asks before it trains, so its results name the code they were produced with, not a
+    commit made while a long run was going."""
+    repo = Path(__file__).resolve().parents[2]
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return (commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) if commit.returncode == 0 else None
 
 
 def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, TrainPlan]]:
@@ -316,6 +325,7 @@ def run(cfg: RunConfig, compare: bool = False) -> Path:
     """The main job; returns the path of results.json. `compare` runs every method of `compare.methods`."""
     rd, plans = checked_data(cfg, compare)
     check_finished_entries(cfg)
+    code_commit()  # pinned now: the provenance written at the end names the code this run started with
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"teacher rationales kept (correct answer only):\n{rd.import_table}", flush=True)
