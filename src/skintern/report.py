@@ -53,7 +53,7 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
     A method that occurs in more than one of them is labelled with its run name, "skintern [no-knowledge]".
     The schedule section is kept only when a single input has one, since it describes one run."""
     if methods is not None:
-        results = [dataclasses.replace(r, runs=kept_runs(r, methods)) for r in results if kept_runs(r, methods)]
+        results = [dataclasses.replace(r, runs=kept) for r in results if (kept := kept_runs(r, methods))]
         if not results:
             raise SkinternError(f"no run of method {', '.join(methods)} in the results given")
     if len(results) == 1:
