@@ -105,7 +105,7 @@ def test_base_reuses_the_compare_entry_made_under_the_same_settings(tmp_path, ti
     run_dir = tmp_path / "runs" / "tiny"
     capsys.readouterr()
     assert main(["ablate", str(config)]) == 0
-    assert f"ablate: base reuses {run_dir / 'entries' / 'skintern.json'}" in capsys.readouterr().out
+    assert f"ablate: base of seed 42 reuses {run_dir / 'entries' / 'skintern.json'}" in capsys.readouterr().out
     base = run_dir / "ablate" / "base"
     assert not (base / "train").exists()  # nothing trained for base
     assert (base / "predictions" / "skintern-bbh.jsonl").read_bytes() == \
@@ -125,15 +125,63 @@ def test_variants_run_one_per_command_are_reported_together(tmp_path, tiny_stude
     folder = tmp_path / "runs" / "tiny" / "ablate"
     assert main(["ablate", str(config), "--variants", "abrupt"]) == 0
     assert main(["ablate", str(config), "--variants", "no-examples"]) == 0
-    assert "ablate: the results also hold abrupt, finished earlier" in capsys.readouterr().out
+    assert "ablate: the results of seed 42 also hold abrupt, finished earlier" in capsys.readouterr().out
     results = json.loads((folder / "results.json").read_text())
     order = list(skintern.ablate.variant_configs(load_config(config)))  # the grid's order, not the commands'
     assert sorted(order) == ["abrupt", "base", "no-examples"] and [r["label"] for r in results["runs"]] == order
     assert list(results["comparisons"]["ablation_base"]["methods"]) == order[1:]
-    assert "(3 variants)" in (folder / "report.md").read_text()
+    assert "(3 variants, seed 42)" in (folder / "report.md").read_text()
 
     grid["abrupt"] = {"methods.skintern.schedule.pattern": [1.0, 0.0]}  # abrupt now means other settings
     config = ablation_config(tmp_path, tiny_student_dir, shared_data, grid)
     assert main(["ablate", str(config), "--variants", "no-examples"]) == 0
     results = json.loads((folder / "results.json").read_text())
     assert [r["label"] for r in results["runs"]] == ["base", "no-examples"]
+
+
+def test_several_seeds_run_in_their_own_folders_and_pool_on_item_and_seed(tmp_path, tiny_student_dir, shared_data, capsys):
+    """`ablate.seeds`: the config's seed runs in ablate/ and keeps what it finished there, another seed runs in
+    ablate/seed-<s>/ with its base reused from the compare of that seed, and ablate/all-seeds/ pools the seeds."""
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data,
+                             {"no-examples": {"methods.skintern.schedule.examples": 0}})
+    seeds = ["--set", "compare.seeds=[42,43]"]
+    assert main(["compare", str(config), "--set", "compare.methods=[skintern]", *seeds]) == 0
+    assert main(["ablate", str(config), *seeds]) == 0  # one seed, as before: ablate/ holds seed 42's variants
+    folder = tmp_path / "runs" / "tiny" / "ablate"
+    seed_42 = json.loads((folder / "results.json").read_text())
+    finished = (folder / "no-examples" / "entries" / "skintern.json").stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert main(["ablate", str(config), *seeds, "--set", "ablate.seeds=[42,43]"]) == 0
+    out = capsys.readouterr().out
+    assert f"ablate: base of seed 43 reuses {tmp_path / 'runs' / 'tiny' / 'seed-43' / 'entries' / 'skintern.json'}" in out
+    assert (folder / "no-examples" / "entries" / "skintern.json").stat().st_mtime_ns == finished  # seed 42's reused
+    assert (folder / "seed-43" / "no-examples" / "train").is_dir() and not (folder / "seed-43" / "base" / "train").exists()
+    seed_43 = json.loads((folder / "seed-43" / "results.json").read_text())
+    assert seed_43["seed"] == 43 and seed_43.get("seeds") is None and [r["label"] for r in seed_43["runs"]] == ["base", "no-examples"]
+
+    assert json.loads((folder / "results.json").read_text())["runs"] == seed_42["runs"]  # seed 42's own, unchanged
+    pooled = json.loads((folder / "all-seeds" / "results.json").read_text())
+    assert pooled["seeds"] == [42, 43] and [r["label"] for r in pooled["runs"]] == ["base", "no-examples"]
+    for run in pooled["runs"]:
+        per_seed = [next(r for r in one["runs"] if r["label"] == run["label"])["eval"]["bbh"]["accuracy"]
+                    for one in (seed_42, seed_43)]
+        assert run["seeds"] == [42, 43] and run["eval"]["bbh"]["per_seed"] == per_seed
+        assert run["eval"]["bbh"]["accuracy"] == pytest.approx(sum(per_seed) / 2)
+    bbh = pooled["comparisons"]["ablation_base"]["methods"]["no-examples"]["datasets"]["bbh"]
+    assert bbh["n_items"] == 3 and bbh["n_pairs"] == 6  # each item's two seeds, paired on item and seed
+    assert "seeds 42, 43" in (folder / "all-seeds" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("ablate.seeds=[42,42]", "ablate.seeds: expected each seed once"),
+    ("ablate.variants={all-seeds: {seed: 1}}", "other than 'base', 'all-seeds' and 'seed-...'"),
+    ("ablate.variants={seed-7: {seed: 1}}", "other than 'base', 'all-seeds' and 'seed-...'"),
+])
+def test_seeds_and_variant_names_that_would_share_a_folder_are_refused(tmp_path, tiny_student_dir, shared_data, capsys,
+                                                                       setting, expected):
+    config = ablation_config(tmp_path, tiny_student_dir, shared_data, {"no-examples": {"methods.skintern.schedule.examples": 0}})
+    assert main(["ablate", str(config), "--set", setting]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and expected in err
+    assert not (tmp_path / "runs").exists()

@@ -78,12 +78,19 @@ class AblateConfig:
     """Variant name -> overrides of this config as dotted keys, e.g. `methods.skintern.schedule.steps: 3`.
     The config as written is the variant `base`, the reference of every paired difference.
     Default: the paper's grid (`PAPER_ABLATIONS`)."""
+    seeds: list[int] = field(default_factory=list)
+    """The seeds every variant runs with (empty: the config's `seed`). The config's seed runs in ablate/, every other
+    seed in ablate/seed-<s>/, each with its own results; with several, ablate/all-seeds/ pools them (mean ± spread,
+    pairs on item and seed). Each seed's `base` reuses the compare's entry of that seed."""
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise SettingError("seeds", f"expected each seed once, got {self.seeds}")
         for name, overrides in self.variants.items():
-            if not name.strip() or "/" in name or name == "base":
-                raise SettingError("variants", f"expected a folder name without '/' other than 'base', got {name!r}")
+            if not name.strip() or "/" in name or name in ("base", "all-seeds") or name.startswith("seed-"):
+                raise SettingError("variants", "expected a folder name without '/' other than 'base', 'all-seeds' and "
+                                   f"'seed-...' (those folders hold the base and the seeds), got {name!r}")
             check_nonempty(f"variants.{name}", overrides)
 
 

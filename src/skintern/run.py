@@ -212,8 +212,8 @@ def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry], 
     """Paired differences (bootstrap CI over items, McNemar p) from the saved predictions of every (run folder,
     seed) (of an entry's `seeds` where it lists them): each method against std-cot, and SKIntern against the best
     other trained method by pooled accuracy; the ID/OOD groups follow the test datasets' `domains` tags."""
-    rows = {e.method: [dict(row, seed=seed) for run_dir, seed in seed_runs if e.seeds is None or seed in e.seeds
-                       for ds in e.eval for row in read_jsonl(predictions_path(run_dir, e.method, ds))]
+    rows = {e.method: [row for ds in e.eval for row in
+                       seeded_predictions([(d, s) for d, s in seed_runs if e.seeds is None or s in e.seeds], e.method, ds)]
             for e in entries}
     groups = domain_groups(domains)
     out = {}
@@ -227,6 +227,13 @@ def paired_comparisons(seed_runs: list[tuple[Path, int]], entries: list[Entry], 
     return out or None
 
 
+def seeded_predictions(seed_runs: list[tuple[Path, int]], method: str, dataset: str) -> list[dict]:
+    """The saved per-item predictions of `method` on `dataset` in each (run folder, seed), each row with its seed:
+    what the paired statistics pair on (item id, seed)."""
+    return [dict(row, seed=seed) for run_dir, seed in seed_runs
+            for row in read_jsonl(predictions_path(run_dir, method, dataset), required=("id", "dataset", "correct"))]
+
+
 def saved_prediction_rows(results_path: Path, results: Results, entry: Entry) -> list[dict]:
     """The per-item predictions `entry` of the results.json at `results_path` was built from, each row with its
     seed: a single run's from the folder's predictions/, a multi-seed compare's from its seed-<s>/ folders."""
@@ -235,14 +242,12 @@ def saved_prediction_rows(results_path: Path, results: Results, entry: Entry) ->
     places = [(seed_folder(folder, s, seeds), s) for s in entry.seeds or seeds]
     rows = []
     for dataset, score in entry.eval.items():
-        found = []
-        for run_dir, seed in places:
-            path = predictions_path(run_dir, entry.method, dataset)
-            if not path.is_file():
+        for run_dir, _ in places:
+            if not (path := predictions_path(run_dir, entry.method, dataset)).is_file():
                 raise SkinternError(f"{results_path}: no predictions of {entry.method} on {dataset} at {path}, expected "
                                     "the per-item predictions the results were built from (an ablation's are in its "
                                     "variant's folder: pass ablate/<variant>/results.json)")
-            found += [dict(row, seed=seed) for row in read_jsonl(path, required=("id", "dataset", "correct"))]
+        found = seeded_predictions(places, entry.method, dataset)
         accuracy = sum(bool(row["correct"]) for row in found) / max(len(found), 1)
         if abs(accuracy - score.accuracy) > 1e-6:
             raise SkinternError(f"{results_path}: the saved predictions of {entry.method} on {dataset} score "
