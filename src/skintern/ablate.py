@@ -113,7 +113,7 @@ def pool_seeds(cfg: RunConfig, per_seed: dict[int, tuple[dict[str, list[RunConfi
                ) -> tuple[dict[str, list[RunConfig]], dict[str, Results]]:
     """Each variant's results merged over the seeds it finished (mean, spread, per-seed accuracies), with the configs
     of those seeds, in the grid's order."""
-    order = [name for name in variant_configs(cfg) if any(name in variants for variants, _ in per_seed.values())]
+    order = [name for name in (BASE, *cfg.ablate.variants) if any(name in variants for variants, _ in per_seed.values())]
     configs, pooled = {}, {}
     for name in order:
         ran = [(variants[name], results[name]) for variants, results in per_seed.values() if name in variants]
