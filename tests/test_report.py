@@ -62,9 +62,9 @@ def test_markdown_content(rendered):
     md = paths["md"].read_text(encoding="utf-8")
     assert paths["md"] == out_dir / "report.md"
     assert md.startswith("# SKIntern report: quickstart")
-    assert "| prompt | 20.0 | 15.0 | 18.0 | 40.0 | 25.0 | 1.0 | 20.0 | 24.5 |" in md
-    assert "| kard | 33.0 | 24.0 | 21.0 | 46.0 | – | – | 33.0 | 30.3 |" in md
-    assert "| skintern | 36.0 ± 1.2 | 26.0 ± 2.0 | 22.0 | 48.0 | 32.0 | 5.0 | 36.0 | 32.0 |" in md
+    assert "| prompt | 42 | 20.0 | 15.0 | 18.0 | 40.0 | 25.0 | 1.0 | 20.0 | 24.5 |" in md
+    assert "| kard | 42 | 33.0 | 24.0 | 21.0 | 46.0 | – | – | 33.0 | 30.3 |" in md
+    assert "| skintern | 42, 43 | 36.0 ± 1.2 | 26.0 ± 2.0 | 22.0 | 48.0 | 32.0 | 5.0 | 36.0 | 32.0 |" in md
     # Cost relative to std-cot: 520 / 120.5 prompt tokens, 172.25 / 68.8 GFLOPs.
     assert "| kard | 520.0 | 140.0 | 129.20 | 43.05 | 172.25 | 1.35 | 355 | 4.32× | 2.50× |" in md
     assert "| std-cot | 120.5 | 150.2 | 26.65 | 42.15 | 68.80 |" in md and "| 1.00× | 1.00× |" in md
@@ -84,7 +84,7 @@ def test_html_has_tables_and_images(rendered):
     page = paths["html"].read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert page.count("<table>") == 4
-    assert "<tr><td>skintern</td><td>36.0 ± 1.2</td>" in page
+    assert "<tr><td>skintern</td><td>42, 43</td><td>36.0 ± 1.2</td>" in page
     for png in ("accuracy_vs_flops.png", "per_task.png", "schedule.png"):
         assert f'<img src="{png}"' in page
 
@@ -287,3 +287,22 @@ def test_report_against_pairs_runs_of_several_results_on_item_and_seed(tmp_path,
     assert main(["report", str(compare), str(variant), "--against", "std-cot", "--out", str(tmp_path / "z")]) == 2
     assert "no predictions of skintern on bbh at" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
+
+
+def test_runs_on_different_seeds_show_their_seeds_and_one_seed_figures_are_not_read_as_means(tmp_path):
+    from skintern.sweep import combine_seeds
+
+    pooled = combine_seeds([_seed_results(1, 0.2, 0.4, 0.6), _seed_results(2, 0.4, 0.2, 0.2)])
+    one_seed = dataclasses.replace(_seed_results(1, 0.5, 0.5, 0.5).runs[0], label="variant", seeds=[1])
+    mixed = dataclasses.replace(pooled, runs=[*pooled.runs, one_seed])
+    md = render_report(mixed, tmp_path / "mixed")["md"].read_text(encoding="utf-8")
+    assert "| Method | Seeds | bbh |" in md
+    assert "| skintern | 1, 2 | 30.0 ± 14.1 |" in md and "| variant | 1 | 50.0 |" in md
+    assert "A figure without ± is one seed's." in md
+    same = render_report(pooled, tmp_path / "same")["md"].read_text(encoding="utf-8")
+    assert "Seeds" not in same and "one seed's" not in same
+    # a merged report of two single-seed results: each run keeps the seed of the results it came from
+    merged = merge_results([_seed_results(1, 0.2, 0.4, 0.6), _seed_results(2, 0.4, 0.2, 0.2)])
+    assert [run.seeds for run in merged.runs] == [[1], [2]]
+    md = render_report(merged, tmp_path / "merged")["md"].read_text(encoding="utf-8")
+    assert "| skintern [seed-1] | 1 | 20.0 |" in md and "| skintern [seed-2] | 2 | 40.0 |" in md

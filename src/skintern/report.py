@@ -63,7 +63,8 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
     runs = []
     for name, one in zip(names, results):
         for run in one.runs:
-            run = dataclasses.replace(run, student=run.student or one.student)
+            run = dataclasses.replace(run, student=run.student or one.student,
+                                      seeds=run.seeds or (None if one.seed is None else [one.seed]))
             if counts[run.method] > 1 and not run.label:
                 run.label = f"{run.method} [{name}]"
             runs.append(run)
@@ -215,18 +216,33 @@ def _gflops(value: float | None) -> str:
 
 
 def _accuracy_table(results: Results) -> _Table:
+    """One row per run; a Seeds column where the runs were not all trained on the same seeds, so a one-seed
+    figure is not read as a mean beside the others."""
     datasets = dataset_columns(results)
-    headers = ["Method"] + datasets + ["ID avg", "OOD avg"]
+    with_seeds = _mixed_seeds(results)
+    headers = ["Method"] + (["Seeds"] if with_seeds else []) + datasets + ["ID avg", "OOD avg"]
     rows = []
     for run, row in zip(results.runs, summary_table(results)):
         std = run.accuracy_std or {}
         cells = [_pct(row[d], std.get(d) if row[d] is not None else None) for d in datasets]
-        rows.append([row["method"], *cells, _pct(row["id_avg"], row["id_std"]), _pct(row["ood_avg"], row["ood_std"])])
+        seeds = [", ".join(map(str, _seeds_of(run, results))) or _MISSING] if with_seeds else []
+        rows.append([row["method"], *seeds, *cells, _pct(row["id_avg"], row["id_std"]),
+                     _pct(row["ood_avg"], row["ood_std"])])
     return _Table(headers, rows)
 
 
 def _has_spread(results: Results) -> bool:
     return any(run.accuracy_std for run in results.runs)
+
+
+def _mixed_seeds(results: Results) -> bool:
+    """Whether the runs were trained on different seeds (a combined compare's first-seed-only methods, an
+    ablation's variants run on fewer seeds than the base)."""
+    return len({_seeds_of(run, results) for run in results.runs}) > 1
+
+
+def _seeds_of(run: Entry, results: Results) -> tuple[int, ...]:
+    return tuple(run.seeds or ([] if results.seed is None else [results.seed]))
 
 
 def _cost_table(results: Results) -> _Table:
@@ -550,7 +566,8 @@ def _sections(results: Results, images: dict[str, Path]) -> list[tuple[str, list
     sections: list[tuple[str, list[_Block]]] = [
         ("Accuracy", ["Accuracy in percent. ID = in-domain (" + (", ".join(groups["ID"]) or "none") + "), OOD = "
                       "out-of-domain (" + (", ".join(groups["OOD"]) or "none") + "), averaged over the datasets present."
-                      + (" a ± b: mean ± sample std over seeds." if _has_spread(results) else ""),
+                      + (" a ± b: mean ± sample std over seeds." if _has_spread(results) else "")
+                      + (" A figure without ± is one seed's." if _mixed_seeds(results) else ""),
                       _accuracy_table(results)]),
         ("Inference cost", [_cost_table(results), *_cost_against_costly_lines(results)]),
     ]
@@ -622,7 +639,8 @@ def _comparison_blocks(results: Results) -> list[_Block]:
                              f"{found['mcnemar_p']:.3f}", str(found["n_items"])])
         what = {"best_baseline": "the best other trained method", ABLATION_COMPARISON: "the config as written",
                 AGAINST_COMPARISON: "chosen with --against"}.get(key, "plain CoT distillation")
-        blocks += [f"Against {reference} ({what}): accuracy difference in points, 95 % CI, McNemar p.",
+        blocks += [f"Against {reference} ({what}): accuracy difference in points, 95 % CI, McNemar p."
+                   + (" Each pair is taken on the seeds both runs have." if _mixed_seeds(results) else ""),
                    _Table(["Method", "Data", "Δ pp", "95 % CI", "McNemar p", "Items"], rows)]
     blocks.append(_resolution_line(results))
     return blocks
