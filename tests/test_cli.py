@@ -183,11 +183,13 @@ def test_results_name_the_commit_the_run_started_on(tmp_path, tiny_student_dir, 
     import skintern.run
 
     head, real_subprocess_run, real_run_method = {"sha": "a" * 40}, subprocess.run, skintern.run.run_method
+    changed = ["docs/results/evidence/results.json", "src/skintern/x.py"]
 
     def fake_git(args, **kwargs):
         if args[0] != "git":
             return real_subprocess_run(args, **kwargs)
-        return subprocess.CompletedProcess(args, 0, stdout=head["sha"] if "rev-parse" in args else " M src/x.py", stderr="")
+        return subprocess.CompletedProcess(args, 0, stdout=head["sha"] if "rev-parse" in args else _git_status(args, changed),
+                                           stderr="")
 
     def method_then_commit(*args, **kwargs):
         entry = real_run_method(*args, **kwargs)
@@ -204,6 +206,19 @@ def test_results_name_the_commit_the_run_started_on(tmp_path, tiny_student_dir, 
         skintern.run.code_commit.cache_clear()
     results = json.loads((tmp_path / "runs" / "tiny" / "results.json").read_text())
     assert results["provenance"]["git_commit"] == "a" * 40 + "+dirty"
+    # results written into the checkout (a long run's own files) do not make the code dirty
+    changed[:] = ["docs/results/evidence/results.json"]
+    try:
+        assert skintern.run.code_commit() == "b" * 40
+    finally:
+        skintern.run.code_commit.cache_clear()
+
+
+def _git_status(args: list[str], changed: list[str]) -> str:
+    """`git status --porcelain` of the `changed` tracked files, limited to the pathspecs after "--" as git does."""
+    specs = args[args.index("--") + 1:] if "--" in args else [""]
+    return "\n".join(f" M {path}" for path in changed if any(path == s or path.startswith(s.rstrip("/") + "/") or not s
+                                                             for s in specs))
 
 
 def test_compare_refuses_unequal_budgets_before_any_work(tmp_path, tiny_student_dir, shared_data, capsys, monkeypatch):

@@ -291,14 +291,19 @@ def provenance(cfg: RunConfig) -> dict:
     }
 
 
+CODE_PATHS = ("src", "pyproject.toml")
+"""What `code_commit` calls "+dirty" when changed: the code, not results written into the checkout (docs/results/)."""
+
+
 @functools.cache
 def code_commit() -> str | None:
-    """The project's git commit ("+dirty" when tracked files differ from it; None outside a checkout) when this
-    process first asked. `run` asks before it trains, so its results name the code they were produced with, not a
-    commit made while a long run was going."""
+    """The project's git commit ("+dirty" when the tracked files of CODE_PATHS differ from it; None outside a
+    checkout) when this process first asked. `run` asks before it trains, so its results name the code they were
+    produced with, not a commit made while a long run was going."""
     repo = Path(__file__).resolve().parents[2]
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                           capture_output=True, text=True)
     return (commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) if commit.returncode == 0 else None
 
 
