@@ -171,6 +171,16 @@ def test_several_seeds_run_in_their_own_folders_and_pool_on_item_and_seed(tmp_pa
     bbh = pooled["comparisons"]["ablation_base"]["methods"]["no-examples"]["datasets"]["bbh"]
     assert bbh["n_items"] == 3 and bbh["n_pairs"] == 6  # each item's two seeds, paired on item and seed
     assert "seeds 42, 43" in (folder / "all-seeds" / "report.md").read_text()
+    assert [run["prediction_dirs"] for run in pooled["runs"]] == [
+        {"42": "../base", "43": "../seed-43/base"}, {"42": "../no-examples", "43": "../seed-43/no-examples"}]
+
+    # `report --against` reads the predictions back from the variant folders the pooled entries name, and finds the
+    # ablation's own paired differences
+    for results, out in ((folder / "all-seeds", "again-pooled"), (folder, "again-42")):
+        assert main(["report", str(results / "results.json"), "--against", "base", "--out", str(tmp_path / out)]) == 0
+        again = json.loads((tmp_path / out / "comparisons.json").read_text())["against"]["methods"]
+        expected = json.loads((results / "results.json").read_text())["comparisons"]["ablation_base"]["methods"]
+        assert again == expected
 
 
 @pytest.mark.parametrize("setting, expected", [

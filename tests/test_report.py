@@ -228,6 +228,12 @@ def test_bad_per_seed_is_named(raw, tmp_path):
         load_results(_write(tmp_path, raw))
 
 
+def test_prediction_dirs_not_keyed_on_a_seed_are_named(raw, tmp_path):
+    raw["runs"][0]["prediction_dirs"] = {"42": "../base", "base": "../base"}
+    with pytest.raises(SkinternError, match=r"runs\[0\]\.prediction_dirs\.base: expected a seed \(an integer\) as the key"):
+        load_results(_write(tmp_path, raw))
+
+
 def test_of_two_close_points_the_higher_one_gets_the_label_above():
     # the compare-cpu ID panel (about 8.5 points per accuracy point): std-cot (32.5, 27.8) sorts left of
     # skintern (33.3, 28.9), but skintern's label must stay above its own point and std-cot's go below,

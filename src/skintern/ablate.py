@@ -9,6 +9,7 @@ to `base` on the same test items."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 from skintern.config import RunConfig, apply_dotted, config_from_dict
@@ -124,7 +125,7 @@ def pool_seeds(cfg: RunConfig, per_seed: dict[int, tuple[dict[str, list[RunConfi
 
 def write_ablation(cfg: RunConfig, variants: dict[str, list[RunConfig]], per_variant: dict[str, Results],
                    folder: Path) -> Path:
-    results = combine_variants(cfg, variants, per_variant)
+    results = combine_variants(cfg, variants, per_variant, folder)
     path = write_results(folder / "results.json", results)
     seeds = f"seeds {', '.join(map(str, results.seeds))}" if results.seeds else f"seed {results.seed}"
     render_report(results, folder, title=f"skintern ablate: {cfg.name} ({len(per_variant)} variants, {seeds})")
@@ -162,14 +163,17 @@ def reuse_compare_entry(cfg: RunConfig, base: RunConfig, seed: int) -> None:
     print(f"ablate: {BASE} of seed {seed} reuses {source} (the compare's run under the same settings)", flush=True)
 
 
-def combine_variants(cfg: RunConfig, variants: dict[str, list[RunConfig]], per_variant: dict[str, Results]) -> Results:
-    """One entry per variant, labelled with its name, and each variant's paired difference to `base`, paired on item
-    and seed over the seeds it ran (`variants`: each variant's config per seed)."""
+def combine_variants(cfg: RunConfig, variants: dict[str, list[RunConfig]], per_variant: dict[str, Results],
+                     folder: Path) -> Results:
+    """One entry per variant, labelled with its name and naming the run folders of its predictions (relative to
+    `folder`, where the results go), and each variant's paired difference to `base`, paired on item and seed over the
+    seeds it ran (`variants`: each variant's config per seed)."""
     method = cfg.ablate.method
     runs, rows = [], {}
     for name, results in per_variant.items():
         entry = next(e for e in results.runs if e.method == method)
         entry.label = name
+        entry.prediction_dirs = {str(v.seed): Path(os.path.relpath(v.run_dir, folder)).as_posix() for v in variants[name]}
         runs.append(entry)
         seed_runs = [(variant.run_dir, variant.seed) for variant in variants[name]]
         rows[name] = [row for ds in entry.eval for row in seeded_predictions(seed_runs, method, ds)]

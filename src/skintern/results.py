@@ -74,6 +74,14 @@ class Entry:
     """Shown instead of the method name in reports (merged reports: "skintern [no-knowledge]")."""
     extras: dict[str, Any] | None = None
     """What the method adds about itself (SKIntern: its schedule)."""
+    prediction_dirs: dict[str, str] | None = None
+    """Seed -> the run folder holding that seed's per-item predictions, relative to the results.json's folder, where
+    they are not in its own folders (an ablation's results: each variant's run folder)."""
+
+    def __post_init__(self):
+        bad = [seed for seed in self.prediction_dirs or {} if not seed.lstrip("-").isdigit()]
+        if bad:
+            raise SettingError(f"prediction_dirs.{bad[0]}", "expected a seed (an integer) as the key")
 
     def to_dict(self) -> dict:
         return to_dict(self, drop_none=True)

@@ -236,17 +236,18 @@ def seeded_predictions(seed_runs: list[tuple[Path, int]], method: str, dataset: 
 
 def saved_prediction_rows(results_path: Path, results: Results, entry: Entry) -> list[dict]:
     """The per-item predictions `entry` of the results.json at `results_path` was built from, each row with its
-    seed: a single run's from the folder's predictions/, a multi-seed compare's from its seed-<s>/ folders."""
+    seed: a single run's from the folder's predictions/, a multi-seed compare's from its seed-<s>/ folders, an
+    ablation's from the variant folders its entries name."""
     folder = Path(results_path).parent
     seeds = results.seeds or [results.seed]
-    places = [(seed_folder(folder, s, seeds), s) for s in entry.seeds or seeds]
+    places = ([(folder / where, int(s)) for s, where in entry.prediction_dirs.items()] if entry.prediction_dirs else
+              [(seed_folder(folder, s, seeds), s) for s in entry.seeds or seeds])
     rows = []
     for dataset, score in entry.eval.items():
         for run_dir, _ in places:
             if not (path := predictions_path(run_dir, entry.method, dataset)).is_file():
                 raise SkinternError(f"{results_path}: no predictions of {entry.method} on {dataset} at {path}, expected "
-                                    "the per-item predictions the results were built from (an ablation's are in its "
-                                    "variant's folder: pass ablate/<variant>/results.json)")
+                                    "the per-item predictions the results were built from")
         found = seeded_predictions(places, entry.method, dataset)
         accuracy = sum(bool(row["correct"]) for row in found) / max(len(found), 1)
         if abs(accuracy - score.accuracy) > 1e-6:
