@@ -174,8 +174,13 @@ def test_merge_labels_repeated_methods_with_their_run_name(results, tmp_path):
     assert merge_results([results]) is results
     only = merge_results([results, ablation], methods=["skintern", "prompt"])
     assert [r.label or r.method for r in only.runs] == ["prompt", "skintern [quickstart]", "skintern [no-knowledge]"]
-    with pytest.raises(SkinternError, match="no run of method cascod"):
+    with pytest.raises(SkinternError, match="no run of method or label cascod"):
         merge_results([results], methods=["cascod"])
+    with pytest.raises(SkinternError, match=r"--methods: no run of method or label cascod .*\(they have kard, prompt, "):
+        merge_results([results], methods=["prompt", "cascod"])  # one that matches nothing is not dropped silently
+    ablation.runs[0].label = "no-knowledge"  # an ablation's variant: kept by its label
+    by_label = merge_results([results, ablation], methods=["std-cot", "no-knowledge"])
+    assert [r.label or r.method for r in by_label.runs] == ["std-cot", "no-knowledge"]
 
 
 def test_report_command_merges_files(raw, tmp_path, capsys):

@@ -42,8 +42,9 @@ _MISSING = "–"
 
 
 def kept_runs(results: Results, methods: list[str] | None) -> list[Entry]:
-    """The runs of `results` a report keeps: those of `methods` (all when None), in their order."""
-    return [run for run in results.runs if methods is None or run.method in methods]
+    """The runs of `results` a report keeps: those whose method or label (an ablation's variant name) is in
+    `methods` (all when None), in their order."""
+    return [run for run in results.runs if methods is None or run.method in methods or run.label in methods]
 
 
 def merge_results(results: list[Results], methods: list[str] | None = None) -> Results:
@@ -53,9 +54,12 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
     A method that occurs in more than one of them is labelled with its run name, "skintern [no-knowledge]".
     The schedule section is kept only when a single input has one, since it describes one run."""
     if methods is not None:
+        found = {name for r in results for run in r.runs for name in (run.method, run.label)}
+        missing = [name for name in methods if name not in found]
+        if missing:
+            raise SkinternError(f"--methods: no run of method or label {', '.join(missing)} in the results given "
+                                f"(they have {', '.join(sorted(n for n in found if n))})")
         results = [dataclasses.replace(r, runs=kept) for r in results if (kept := kept_runs(r, methods))]
-        if not results:
-            raise SkinternError(f"no run of method {', '.join(methods)} in the results given")
     if len(results) == 1:
         return results[0]
     names = [r.name or f"results {i + 1}" for i, r in enumerate(results)]
