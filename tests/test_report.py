@@ -297,7 +297,11 @@ def test_report_against_pairs_runs_of_several_results_on_item_and_seed(tmp_path,
     (tmp_path / "variant" / "predictions" / "skintern-bbh.jsonl").unlink()
     assert main(["report", str(compare), str(variant), "--against", "std-cot", "--out", str(tmp_path / "z")]) == 2
     assert "no predictions of skintern on bbh at" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
+    other_seed = _saved_run(tmp_path / "other-seed", "other-seed", [3], {"skintern": {3: [True] * 10}})
+    assert main(["report", str(compare), str(other_seed), "--against", "std-cot", "--out", str(tmp_path / "w")]) == 2
+    assert "--against std-cot: skintern [other-seed] ran on seed 3 and std-cot on 1, 2, expected a seed in common " \
+        "to pair on" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("w", "x", "y", "z"))
 
 
 def test_runs_on_different_seeds_show_their_seeds_and_one_seed_figures_are_not_read_as_means(tmp_path):
