@@ -247,7 +247,9 @@ def saved_prediction_rows(results_path: Path, results: Results, entry: Entry) ->
         for run_dir, _ in places:
             if not (path := predictions_path(run_dir, entry.method, dataset)).is_file():
                 raise SkinternError(f"{results_path}: no predictions of {entry.method} on {dataset} at {path}, expected "
-                                    "the per-item predictions the results were built from")
+                                    "the per-item predictions the results were built from (an ablation's results "
+                                    "written before they named their variant folders: rerun `skintern ablate`, which "
+                                    "reuses the finished variants, or pass ablate/<variant>/results.json)")
         found = seeded_predictions(places, entry.method, dataset)
         accuracy = sum(bool(row["correct"]) for row in found) / max(len(found), 1)
         if abs(accuracy - score.accuracy) > 1e-6:
