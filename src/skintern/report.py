@@ -68,7 +68,7 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
     for name, one in zip(names, results):
         for run in one.runs:
             run = dataclasses.replace(run, student=run.student or one.student,
-                                      seeds=run.seeds or (None if one.seed is None else [one.seed]))
+                                      seeds=list(_seeds_of(run, one)) or None)
             if counts[run.method] > 1 and not run.label:
                 run.label = f"{run.method} [{name}]"
             runs.append(run)

@@ -274,11 +274,12 @@ def paired_against(sources: list[tuple[Path, Results]], merged: Results, referen
                             "different names")
     originals = [(path, results, run) for path, results in sources for run in kept_runs(results, methods)]
     rows = {label: saved_prediction_rows(path, results, run) for label, (path, results, run) in zip(labels, originals)}
-    seeds = {label: sorted({row["seed"] for row in found}) for label, found in rows.items()}
+    seeds = {label: {row["seed"] for row in found} for label, found in rows.items()}
     for label, own in seeds.items():
-        if not set(own) & set(seeds[reference]):
-            raise SkinternError(f"--against {reference}: {label} ran on seed {', '.join(map(str, own))} and {reference} "
-                                f"on {', '.join(map(str, seeds[reference]))}, expected a seed in common to pair on")
+        if not own & seeds[reference]:
+            raise SkinternError(f"--against {reference}: {label} ran on seed {', '.join(map(str, sorted(own)))} and "
+                                f"{reference} on {', '.join(map(str, sorted(seeds[reference])))}, expected a seed in "
+                                "common to pair on")
     key = COST_REFERENCE if reference == COST_REFERENCE else AGAINST_COMPARISON
     return {key: compare_methods(rows, reference, groups=domain_groups(merged.domains))}
 
