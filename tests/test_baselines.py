@@ -21,7 +21,7 @@ from skintern.methods.teacher import Teacher, TeacherSettings
 from skintern.prompts import cot_prompt
 from skintern.report import render_report
 from skintern.results import DatasetScore, Entry, QueryFlops, Results
-from skintern.retrieval import BM25Retriever, Passage
+from skintern.retrieval import BM25Retriever, Passage, load_passages
 from skintern.run import build_method, evaluate_method
 from skintern.student import Student
 from skintern.teacher.config import TeacherConfig
@@ -144,6 +144,18 @@ def test_a_bad_passage_file_names_file_line_and_field_before_a_model_loads(cfg, 
     with pytest.raises(SkinternError, match=re.escape(error)) as info:
         KARD.check(settings, None, cfg.teacher)
     assert str(info.value).startswith(str(tmp_path)) and "\n" not in str(info.value)
+
+
+def test_a_passage_file_is_read_once_while_unchanged_and_again_after_an_edit(tmp_path):
+    path = passage_file(tmp_path)
+    first = load_passages(path)
+    assert [p.text for p in first] == [row["text"] for row in PASSAGES]
+    assert load_passages(Path(path)) is first  # the check, the plan and the retriever share one read
+    passage_file(tmp_path, PASSAGES[:1] + [{"text": "An edited passage, longer than the one it replaces."}])
+    assert [p.text for p in load_passages(path)] == [PASSAGES[0]["text"], "An edited passage, longer than the one it replaces."]
+    passage_file(tmp_path, [PASSAGES[0], {"text": ""}])
+    with pytest.raises(SkinternError, match="passages.jsonl:2: field 'text'"):
+        load_passages(path)
 
 
 def test_the_new_settings_are_checked_when_the_config_loads():

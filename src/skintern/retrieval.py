@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -149,8 +150,17 @@ class Passage:
     question: str | None = None
 
 
-def load_passages(path: str | Path) -> list[Passage]:
-    """A JSONL passage file, one {"text": ...} per line; a bad line is one error naming the file, line and field."""
+def load_passages(path: str | Path) -> tuple[Passage, ...]:
+    """A JSONL passage file, one {"text": ...} per line; a bad line is one error naming the file, line and field.
+    Read once per process while the file is unchanged: a passage corpus (KARD's Wikipedia) can be large, and the
+    config check, the token plan and the retriever all need it."""
+    stat = Path(path).stat() if Path(path).is_file() else None
+    return _parse_passages(str(path), stat and (stat.st_mtime_ns, stat.st_size, stat.st_ino))
+
+
+@lru_cache(maxsize=4)
+def _parse_passages(path: str, version: tuple | None) -> tuple[Passage, ...]:
+    """`version` (mtime, size, inode; None for a missing file) keys the cache, so an edited file is read again."""
     passages = []
     for lineno, row in numbered_jsonl(path, required=("text",)):
         if not isinstance(row["text"], str) or not row["text"].strip():
@@ -158,7 +168,7 @@ def load_passages(path: str | Path) -> list[Passage]:
         passages.append(Passage(f"{Path(path).name}:{lineno}", row["text"]))
     if not passages:
         raise SkinternError(f"{path}: no passage (expected one JSON object with a 'text' field per line)")
-    return passages
+    return tuple(passages)
 
 
 def _words(texts: list[str]) -> list[list[str]]:
