@@ -89,9 +89,11 @@ def test_bm25_returns_the_best_matching_passages_best_first():
     assert [p.id for p in retriever.top_k(query, 3)] == ["p2", "p1"]  # never its own passage; none without a shared word
     assert [p.id for p in retriever.top_k(query, 1)] == ["p2"]
     cat = Example("bbh", "t", 10, "Where did the cat sit?", "mat", "text")
-    assert [p.id for p in retriever.top_k(cat, 3)] == ["p0"]
+    assert [p.id for p in retriever.top_k(cat, 3)] == ["p0", "p3"]  # stemmed: "cat" matches "cats" too, below p0
     assert retriever.top_k(Example("bbh", "t", 11, "Is it so?", "Yes", "yes_no"), 3) == []  # stopwords only
     assert BM25Retriever([]).top_k(query, 3) == []
+    plural = Example("bbh", "t", 12, "Which penalties exist?", "slashing", "text")
+    assert [p.id for p in retriever.top_k(plural, 3)] == ["p2"]  # stemmed: "penalties" matches "penalty"
 
 
 def test_kaft_trains_and_answers_with_retrieved_passages_and_no_rationale(cfg, make, tmp_path):

@@ -172,10 +172,19 @@ def _parse_passages(path: str, version: tuple | None) -> tuple[Passage, ...]:
 
 
 def _words(texts: list[str]) -> list[list[str]]:
-    """Lower-cased words of two or more letters, English stopwords dropped (bm25s's tokenizer)."""
+    """Lower-cased, stemmed words of two or more letters, English stopwords dropped (bm25s's tokenizer with the
+    Snowball English stemmer), so "penalties" finds "penalty" as Lucene's English analyzer behind the paper's
+    Pyserini BM25 does."""
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
 
 
 class BM25Retriever:
