@@ -80,10 +80,13 @@ def test_empty_task_list_is_an_empty_split(tmp_path, tiny_student_dir, shared_da
     assert code == 2 and "\n" not in err and err
 
 
-def test_unknown_model(tmp_path, shared_data, capsys):
-    config = write_config(tmp_path, Path("not-a-model"), shared_data)
-    code, err = run_cli(["run", str(config)], capsys)
-    assert code == 2 and "unknown student 'not-a-model'" in err
+@pytest.mark.parametrize("model, error", [("not-a-model", "student.model: unknown student 'not-a-model'"),
+                                          ("missing.gguf", "student.model: GGUF file not found: missing.gguf")])
+def test_an_unknown_model_is_refused_by_the_run_and_its_dry_run(tmp_path, shared_data, capsys, model, error):
+    config = write_config(tmp_path, Path(model), shared_data)
+    for argv in (["run", str(config)], ["run", str(config), "--dry-run"]):
+        code, err = run_cli(argv, capsys)
+        assert code == 2 and error in err and "\n" not in err.strip()
 
 
 def test_malformed_teacher_line_names_file_and_line(tmp_path, tiny_student_dir, shared_data, capsys):

@@ -36,7 +36,7 @@ from skintern.retrieval import ExampleRetriever
 from skintern.schema import from_dict, to_dict
 from skintern.sources import file_digests
 from skintern.stats import compare_methods
-from skintern.student import Student, load_student
+from skintern.student import Student, check_student_name, load_student
 from skintern.train import leave_process_group, load_trained_weights, resolve_precision, with_lora
 
 
@@ -317,11 +317,12 @@ def code_commit() -> str | None:
 
 
 def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, TrainPlan]]:
-    """Everything `run` (and its dry run) checks before a model is loaded: the output folder, the data, what each
-    method reads itself (`Method.check`), and for a compare that every trained method sees the same items the
-    same number of times (SKIntern's stages split the epochs the baselines train) unless
+    """Everything `run` (and its dry run) checks before a model is loaded: the output folder, the student's name,
+    the data, what each method reads itself (`Method.check`), and for a compare that every trained method sees
+    the same items the same number of times (SKIntern's stages split the epochs the baselines train) unless
     compare.allow_unequal_budgets. Returns the data and each trained method's plan."""
     check_writable_dir(cfg.output_dir, "output_dir")
+    check_student_name(cfg.student.model)
     trained = [m for m in methods_to_run(cfg, compare) if METHODS[m].trains]
     if cfg.eval.backend in REPLACES_WEIGHTS and trained:
         raise SkinternError(f"eval.backend: {cfg.eval.backend} scores {REPLACES_WEIGHTS[cfg.eval.backend]}, not what "

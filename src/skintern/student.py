@@ -78,21 +78,28 @@ def cache_root() -> Path:
     return Path(os.environ.get("SKINTERN_CACHE", Path.home() / ".cache" / "skintern"))
 
 
-def resolve_student_path(name: str) -> Path | str:
-    """Local path to load from: a directory, the safetensors cache of an alias, or the hub id itself."""
-    if name in ALIASES:
-        return _cached_gguf_conversion(ALIASES[name][0]())
-    if Path(name).is_dir():
-        return Path(name)
+def check_student_name(name: str) -> None:
+    """`student.model` names something loadable: an alias, a directory, an existing .gguf file or an org/name hub
+    id. Cheap (no conversion, no download), so a run and its dry run refuse a bad name before anything else."""
+    if name in ALIASES or Path(name).is_dir():
+        return
     if name.endswith(".gguf"):
         if not Path(name).is_file():
-            raise SkinternError(f"student GGUF file not found: {name}")
-        return _cached_gguf_conversion(Path(name))
+            raise SkinternError(f"student.model: GGUF file not found: {name}")
+        return
     if Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise SkinternError(
-            f"unknown student {name!r}: not a directory, a .gguf file, an alias ({', '.join(ALIASES)}) or an org/name hub id"
-        )
-    return name
+        raise SkinternError(f"student.model: unknown student {name!r}: not a directory, a .gguf file, an alias "
+                            f"({', '.join(ALIASES)}) or an org/name hub id")
+
+
+def resolve_student_path(name: str) -> Path | str:
+    """Local path to load from: a directory, the safetensors cache of an alias or a .gguf file, or the hub id itself."""
+    check_student_name(name)
+    if name in ALIASES:
+        return _cached_gguf_conversion(ALIASES[name][0]())
+    if name.endswith(".gguf") and not Path(name).is_dir():
+        return _cached_gguf_conversion(Path(name))
+    return Path(name) if Path(name).is_dir() else name
 
 
 def load_student(name: str, dtype: str = "float32", prompt_format: str = "plain") -> Student:
