@@ -68,10 +68,16 @@ def test_missing_data_dir(tmp_path, tiny_student_dir, capsys):
     assert not (tmp_path / "runs" / "tiny" / "results.json").exists()
 
 
-def test_unknown_task(tmp_path, tiny_student_dir, shared_data, capsys):
-    config = write_config(tmp_path, tiny_student_dir, shared_data, data={"tasks": ["no_such_task"]})
-    code, err = run_cli(["run", str(config)], capsys)
-    assert code == 2 and "no_such_task" in err and "\n" not in err
+@pytest.mark.parametrize("sections, error", [
+    ({"data": {"tasks": ["no_such_task"]}}, "data.tasks: unknown BBH task 'no_such_task'; valid tasks include"),
+    ({"eval": {"datasets": ["bbh", "agieval"], "tasks": {"agieval": ["lsat"]}}},
+     "eval.tasks.agieval: unknown AGIEval task 'lsat'; valid tasks include"),
+])
+def test_an_unknown_task_names_the_field_it_came_from(tmp_path, tiny_student_dir, shared_data, capsys, sections, error):
+    config = write_config(tmp_path, tiny_student_dir, shared_data, **sections)
+    for argv in (["run", str(config)], ["run", str(config), "--dry-run"]):
+        code, err = run_cli(argv, capsys)
+        assert code == 2 and error in err and "\n" not in err
 
 
 def test_empty_task_list_is_an_empty_split(tmp_path, tiny_student_dir, shared_data, capsys):

@@ -201,6 +201,10 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
+class UnknownTaskError(SkinternError):
+    """A requested task the dataset does not have; the caller, which knows the config field, names it."""
+
+
 def _select(available: Sequence[str], tasks: Sequence[str] | None, what: str) -> list[str]:
     """Validate requested task names early, with a hint, instead of failing on a missing file."""
     if tasks is None:
@@ -210,7 +214,7 @@ def _select(available: Sequence[str], tasks: Sequence[str] | None, what: str) ->
     for task in tasks:
         if task not in available:
             hint = ", ".join(available[:5]) + (", ..." if len(available) > 5 else "")
-            raise SkinternError(f"unknown {what} task {task!r}; valid tasks include: {hint} ({len(available)} in all)")
+            raise UnknownTaskError(f"unknown {what} task {task!r}; valid tasks include: {hint} ({len(available)} in all)")
     return list(tasks)
 
 
