@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+import types
 
 import pytest
 import yaml
@@ -18,6 +20,7 @@ from skintern.data import extract_answer, load_bbh, task_description
 from skintern.errors import SkinternError
 from skintern.export import gguf_converter
 from skintern.generation import Generator, LlamaCppEvalConfig
+from skintern.llamacpp import PORTABLE_BUILD, uses_amx, warn_if_amx
 from skintern.prompts import cot_prompt, cot_target
 from skintern.student import load_student
 from skintern.train import SFTExample, finetune
@@ -58,6 +61,7 @@ def smol_run(tmp_path_factory, shared_data):
 @needs_llama_cpp
 def test_f16_gguf_answers_as_hf_does(smol_run, shared_data, tmp_path, capsys):
     needs_converter()
+    assert not uses_amx(), f"llama-cpp-python has AMX kernels, which segfault here; rebuild: {PORTABLE_BUILD}"
     out = tmp_path / "export"
     assert main(["export", str(smol_run), "--out", str(out), "--gguf", "f16"]) == 0
     gguf = out / "smol-std-cot-f16.gguf"
@@ -95,6 +99,19 @@ def test_f16_gguf_answers_as_hf_does(smol_run, shared_data, tmp_path, capsys):
     assert sorted(r["task"] for r in rows) == sorted(TASKS)
     again = generate([cot_prompt(task_description(shared_data, r["task"]), r["question"]) for r in rows])
     assert [r["output"] for r in rows] == [g.text for g in again]
+
+
+@pytest.mark.parametrize("system_info, warned", [
+    (b"CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 | ", True),
+    (b"CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | REPACK = 1 | ", False),
+])
+def test_a_llama_cpp_build_with_amx_kernels_is_warned_of_with_its_fix(monkeypatch, capsys, system_info, warned):
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(llama_print_system_info=lambda: system_info))
+    warn_if_amx("eval.backend: llamacpp")
+    err = capsys.readouterr().err
+    assert (err.count("\n"), err.startswith("skintern: warning: eval.backend: llamacpp: llama-cpp-python was built "
+                                              "with AMX")) == ((1, True) if warned else (0, False))
+    assert (PORTABLE_BUILD in err) == warned and "-DGGML_NATIVE=OFF" in PORTABLE_BUILD
 
 
 def test_llamacpp_settings_fail_in_one_line_before_any_work(tmp_path, tiny_student_dir, shared_data, capsys):

@@ -29,6 +29,7 @@ from peft import PeftModel
 from tqdm.auto import tqdm
 
 from skintern.errors import SkinternError
+from skintern.llamacpp import warn_if_amx
 from skintern.prompts import STOP_STRINGS, cut_at_stop
 from skintern.schema import SettingError, check_choice, check_range
 from skintern.student import save_merged
@@ -164,6 +165,7 @@ class Generator:
         if self._llama is None:
             from llama_cpp import Llama
 
+            warn_if_amx("eval.backend: llamacpp")
             self._llama = Llama(model_path=self.gguf.model_path, n_ctx=self.gguf.n_ctx, n_threads=self.gguf.n_threads,
                                 seed=0, verbose=False)
         results = []

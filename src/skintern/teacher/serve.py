@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from skintern.errors import SkinternError
+from skintern.llamacpp import warn_if_amx
 from skintern.packaged_gguf import smollm2_gguf
 
 
@@ -40,6 +41,7 @@ def serve_teacher(gguf: str | Path | None, port: int, n_ctx: int) -> NoReturn:
         raise SkinternError(f"serve-teacher: --gguf {path}: file not found")
     if any(importlib.util.find_spec(name) is None for name in ("llama_cpp", "uvicorn", "sse_starlette")):
         raise SkinternError('serve-teacher: llama.cpp server missing; pip install -e ".[teacher-local]"')
+    warn_if_amx("serve-teacher")
     print(f"teacher: {path}\n  OPENAI_BASE_URL=http://127.0.0.1:{port}/v1  SKINTERN_TEACHER_MODEL={path.stem}",
           file=sys.stderr, flush=True)
     command = server_command(path, port, n_ctx)
