@@ -87,7 +87,7 @@ def test_empty_task_list_is_an_empty_split(tmp_path, tiny_student_dir, shared_da
 
 
 @pytest.mark.parametrize("model, error", [("not-a-model", "student.model: unknown student 'not-a-model'"),
-                                          ("missing.gguf", "student.model: GGUF file not found: missing.gguf")])
+                                          ("missing.gguf", "student.model: student GGUF file not found: missing.gguf")])
 def test_an_unknown_model_is_refused_by_the_run_and_its_dry_run(tmp_path, shared_data, capsys, model, error):
     config = write_config(tmp_path, Path(model), shared_data)
     for argv in (["run", str(config)], ["run", str(config), "--dry-run"]):

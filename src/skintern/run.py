@@ -322,7 +322,10 @@ def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, Trai
     the same items the same number of times (SKIntern's stages split the epochs the baselines train) unless
     compare.allow_unequal_budgets. Returns the data and each trained method's plan."""
     check_writable_dir(cfg.output_dir, "output_dir")
-    check_student_name(cfg.student.model)
+    try:
+        check_student_name(cfg.student.model)
+    except SkinternError as e:
+        raise SkinternError(f"student.model: {e}") from None
     trained = [m for m in methods_to_run(cfg, compare) if METHODS[m].trains]
     if cfg.eval.backend in REPLACES_WEIGHTS and trained:
         raise SkinternError(f"eval.backend: {cfg.eval.backend} scores {REPLACES_WEIGHTS[cfg.eval.backend]}, not what "

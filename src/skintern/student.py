@@ -79,16 +79,16 @@ def cache_root() -> Path:
 
 
 def check_student_name(name: str) -> None:
-    """`student.model` names something loadable: an alias, a directory, an existing .gguf file or an org/name hub
-    id. Cheap (no conversion, no download), so a run and its dry run refuse a bad name before anything else."""
+    """`name` is something loadable: an alias, a directory, an existing .gguf file or an org/name hub id. Cheap
+    (no conversion, no download), so a run and its dry run refuse a bad `student.model` before anything else."""
     if name in ALIASES or Path(name).is_dir():
         return
     if name.endswith(".gguf"):
         if not Path(name).is_file():
-            raise SkinternError(f"student.model: GGUF file not found: {name}")
+            raise SkinternError(f"student GGUF file not found: {name}")
         return
     if Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise SkinternError(f"student.model: unknown student {name!r}: not a directory, a .gguf file, an alias "
+        raise SkinternError(f"unknown student {name!r}: not a directory, a .gguf file, an alias "
                             f"({', '.join(ALIASES)}) or an org/name hub id")
 
 
