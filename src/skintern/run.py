@@ -21,7 +21,7 @@ import transformers
 
 from skintern import __version__
 from skintern.config import RunConfig, config_from_dict, load_config
-from skintern.errors import SkinternError
+from skintern.errors import SkinternError, in_field
 from skintern.evaluate import EvalResult, GenerationCaps, evaluate
 from skintern.files import atomic_write_bytes, changed_settings, check_writable_dir, fingerprint, read_json, read_jsonl, write_json
 from skintern.flops import model_shape
@@ -322,10 +322,8 @@ def checked_data(cfg: RunConfig, compare: bool) -> tuple[RunData, dict[str, Trai
     the same items the same number of times (SKIntern's stages split the epochs the baselines train) unless
     compare.allow_unequal_budgets. Returns the data and each trained method's plan."""
     check_writable_dir(cfg.output_dir, "output_dir")
-    try:
+    with in_field("student.model"):
         check_student_name(cfg.student.model)
-    except SkinternError as e:
-        raise SkinternError(f"student.model: {e}") from None
     trained = [m for m in methods_to_run(cfg, compare) if METHODS[m].trains]
     if cfg.eval.backend in REPLACES_WEIGHTS and trained:
         raise SkinternError(f"eval.backend: {cfg.eval.backend} scores {REPLACES_WEIGHTS[cfg.eval.backend]}, not what "

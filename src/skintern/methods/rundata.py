@@ -5,12 +5,11 @@ prompts. Train items come from built-in benchmarks and user sources (`skintern.s
 from __future__ import annotations
 
 import random
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from skintern import data as D
-from skintern.errors import SkinternError
+from skintern.errors import SkinternError, in_field
 from skintern.evaluate import EvalConfig
 from skintern.knowledge import KnowledgeRecord, KnowledgeStore
 from skintern.schema import SettingError, check_range
@@ -130,15 +129,6 @@ def held_out_dev(train: list[D.Example], store: KnowledgeStore, cfg: Internaliza
     return [ex for ex in covered if ex.id in drawn]
 
 
-@contextmanager
-def _naming_field(key: str):
-    """An unknown task name is an error of the config field it came from."""
-    try:
-        yield
-    except D.UnknownTaskError as e:
-        raise SkinternError(f"{key}: {e}") from None
-
-
 def _tests(data: D.DataConfig, evaluation: EvalConfig, data_dir: Path | None,
            sources: dict[str, Source]) -> tuple[dict[str, list[D.Example]], dict[str, str]]:
     """Test items and domain of every eval dataset: a built-in benchmark, a train source's carved test part, or a
@@ -149,7 +139,7 @@ def _tests(data: D.DataConfig, evaluation: EvalConfig, data_dir: Path | None,
         limit = evaluation.per_dataset.get(name, evaluation.per_task)
         if isinstance(source, str) and source in D.DATASETS:
             tasks = evaluation.tasks.get(name, data.tasks if name == "bbh" else None)
-            with _naming_field(f"eval.tasks.{name}" if name in evaluation.tasks else "data.tasks"):
+            with in_field(f"eval.tasks.{name}" if name in evaluation.tasks else "data.tasks", D.UnknownTaskError):
                 tests[name] = D.load_benchmark(name, data_dir, tasks=tasks, limit_per_task=limit, split="test")
             domains[name] = D.BUILTIN_DOMAINS[name]
             continue
@@ -168,7 +158,7 @@ def _tests(data: D.DataConfig, evaluation: EvalConfig, data_dir: Path | None,
 def _train_source(source: str | D.SourceConfig, data: D.DataConfig, data_dir: Path | None,
                   sources: dict[str, Source]) -> _Train:
     if source == "bbh":
-        with _naming_field("data.tasks"):
+        with in_field("data.tasks", D.UnknownTaskError):
             pool = D.load_bbh(data_dir, "train", data.tasks)
         if data.train_per_task:
             pool = D.first_per_task(pool, data.train_per_task)
