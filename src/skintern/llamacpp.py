@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-PORTABLE_BUILD = ('CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON '
-                  '-DGGML_BMI2=ON" pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python')
+PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+"""llama.cpp's CPU features for AVX2, without -march=native (so without AMX); `.ci/run` builds with these."""
+PORTABLE_BUILD = f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python'
 
 
 def uses_amx() -> bool:

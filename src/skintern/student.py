@@ -97,9 +97,11 @@ def resolve_student_path(name: str) -> Path | str:
     check_student_name(name)
     if name in ALIASES:
         return _cached_gguf_conversion(ALIASES[name][0]())
-    if name.endswith(".gguf") and not Path(name).is_dir():
+    if Path(name).is_dir():
+        return Path(name)
+    if name.endswith(".gguf"):
         return _cached_gguf_conversion(Path(name))
-    return Path(name) if Path(name).is_dir() else name
+    return name
 
 
 def load_student(name: str, dtype: str = "float32", prompt_format: str = "plain") -> Student:
