@@ -304,6 +304,23 @@ def test_report_against_pairs_runs_of_several_results_on_item_and_seed(tmp_path,
     assert not any((tmp_path / name).exists() for name in ("w", "x", "y", "z"))
 
 
+def test_results_of_the_same_name_are_told_apart_by_their_folders(tmp_path, capsys):
+    from skintern.cli import main
+
+    # two multi-seed compares each write seed-1/results.json named "seed-1"
+    four = _saved_run(tmp_path / "four-epochs" / "seed-1", "seed-1", [1], {"skintern": {1: [True] * 4 + [False] * 6}})
+    twelve = _saved_run(tmp_path / "twelve-epochs" / "seed-1", "seed-1", [1], {"skintern": {1: [True] * 7 + [False] * 3}})
+    out = tmp_path / "out"
+    assert main(["report", str(four), str(twelve), "--against", "skintern [four-epochs/seed-1]", "--out", str(out)]) == 0
+    found = json.loads((out / "comparisons.json").read_text())["against"]["methods"]
+    assert list(found) == ["skintern [twelve-epochs/seed-1]"]
+    assert found["skintern [twelve-epochs/seed-1]"]["datasets"]["bbh"]["method_minus_reference"] == pytest.approx(0.3)
+    assert "| skintern [four-epochs/seed-1] | 40.0 |" in (out / "report.md").read_text()
+    # the same file twice cannot be told apart
+    assert main(["report", str(four), str(four), "--against", "skintern", "--out", str(tmp_path / "x")]) == 2
+    assert "no run labelled 'skintern'" in capsys.readouterr().err
+
+
 def test_runs_on_different_seeds_show_their_seeds_and_one_seed_figures_are_not_read_as_means(tmp_path):
     from skintern.sweep import combine_seeds
 

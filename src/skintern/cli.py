@@ -77,11 +77,12 @@ def _cmd_internalization(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from skintern.report import merge_results, render_report
+    from skintern.report import merge_results, named_apart, render_report
     from skintern.results import load_results
 
     methods = args.methods.split(",") if args.methods else None
-    loaded = [(Path(p), load_results(p)) for p in args.results]
+    read = [(Path(p), load_results(p)) for p in args.results]
+    loaded = list(zip([path for path, _ in read], named_apart(read)))
     merged = merge_results([results for _, results in loaded], methods)
     if args.against:
         from skintern.run import paired_against

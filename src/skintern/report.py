@@ -47,6 +47,23 @@ def kept_runs(results: Results, methods: list[str] | None) -> list[Entry]:
     return [run for run in results.runs if methods is None or run.method in methods or run.label in methods]
 
 
+def named_apart(loaded: list[tuple[Path, Results]]) -> list[Results]:
+    """The results of `loaded` (path, results) with names that tell them apart in a merged report: results that
+    share a name (each seed of a multi-seed compare is "seed-43") take the shortest tail of their folder path
+    that no other of them shares, "epochs-12-seeds/seed-43" beside "evidence-cpu/seed-43"."""
+    counts = Counter(results.name for _, results in loaded)
+    named = []
+    for path, results in loaded:
+        if results.name and counts[results.name] > 1:
+            folders = [p.resolve().parent.parts for p, r in loaded if r.name == results.name]
+            own = path.resolve().parent.parts
+            depth = next((n for n in range(1, len(own) + 1)
+                          if sum(parts[-n:] == own[-n:] for parts in folders) == 1), len(own))
+            results = dataclasses.replace(results, name="/".join(own[-depth:]))
+        named.append(results)
+    return named
+
+
 def merge_results(results: list[Results], methods: list[str] | None = None) -> Results:
     """Several results.json as one report (a compare plus its ablation runs, say), runs in the order given,
     only those of `methods` if given.
