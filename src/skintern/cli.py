@@ -81,8 +81,7 @@ def _cmd_report(args) -> int:
     from skintern.results import load_results
 
     methods = args.methods.split(",") if args.methods else None
-    read = [(Path(p), load_results(p)) for p in args.results]
-    loaded = list(zip([path for path, _ in read], named_apart(read)))
+    loaded = named_apart([(Path(p), load_results(p)) for p in args.results])
     merged = merge_results([results for _, results in loaded], methods)
     if args.against:
         from skintern.run import paired_against

@@ -47,8 +47,8 @@ def kept_runs(results: Results, methods: list[str] | None) -> list[Entry]:
     return [run for run in results.runs if methods is None or run.method in methods or run.label in methods]
 
 
-def named_apart(loaded: list[tuple[Path, Results]]) -> list[Results]:
-    """The results of `loaded` (path, results) with names that tell them apart in a merged report: results that
+def named_apart(loaded: list[tuple[Path, Results]]) -> list[tuple[Path, Results]]:
+    """`loaded` (path, results) with names that tell them apart in a merged report: results that
     share a name (each seed of a multi-seed compare is "seed-43") take the shortest tail of their folder path
     that no other of them shares, "epochs-12-seeds/seed-43" beside "evidence-cpu/seed-43"."""
     counts = Counter(results.name for _, results in loaded)
@@ -60,7 +60,7 @@ def named_apart(loaded: list[tuple[Path, Results]]) -> list[Results]:
             depth = next((n for n in range(1, len(own) + 1)
                           if sum(parts[-n:] == own[-n:] for parts in folders) == 1), len(own))
             results = dataclasses.replace(results, name="/".join(own[-depth:]))
-        named.append(results)
+        named.append((path, results))
     return named
 
 
