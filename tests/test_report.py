@@ -183,6 +183,18 @@ def test_merge_labels_repeated_methods_with_their_run_name(results, tmp_path):
     assert [r.label or r.method for r in by_label.runs] == ["std-cot", "no-knowledge"]
 
 
+def test_schedule_stays_only_with_the_staged_run_it_describes(results, tmp_path):
+    staged = copy.deepcopy(results)
+    skintern = next(r for r in staged.runs if r.method == "skintern")
+    skintern.train = {"steps": 4, "stages": [{"steps": 1, "losses": [0.5]}] * 4}
+    assert merge_results([staged], methods=["std-cot", "skintern"]).schedule == results.schedule
+    std_cot_only = merge_results([staged], methods=["std-cot", "prompt"])
+    assert std_cot_only.schedule is None
+    assert "schedule.png" in render_report(staged, tmp_path)
+    render_report(std_cot_only, tmp_path)  # over the full report: its schedule plot does not stay behind
+    assert "## Schedule" not in (tmp_path / "report.md").read_text() and not (tmp_path / "schedule.png").exists()
+
+
 def test_report_command_merges_files(raw, tmp_path, capsys):
     from skintern.cli import main
 

@@ -47,6 +47,11 @@ def kept_runs(results: Results, methods: list[str] | None) -> list[Entry]:
     return [run for run in results.runs if methods is None or run.method in methods or run.label in methods]
 
 
+def _staged(run: Entry) -> bool:
+    """Whether `run` trained in stages (its entry keeps them, or its schedule): the run a results' schedule describes."""
+    return bool((run.train or {}).get("stages")) or "schedule" in (run.extras or {})
+
+
 def named_apart(loaded: list[tuple[Path, Results]]) -> list[tuple[Path, Results]]:
     """`loaded` (path, results) with names that tell them apart in a merged report: results that
     share a name (each seed of a multi-seed compare is "seed-43") take the shortest tail of their folder path
@@ -69,14 +74,16 @@ def merge_results(results: list[Results], methods: list[str] | None = None) -> R
     only those of `methods` if given.
 
     A method that occurs in more than one of them is labelled with its run name, "skintern [no-knowledge]".
-    The schedule section is kept only when a single input has one, since it describes one run."""
+    The schedule section is kept only when a single input has one, since it describes one run, and only while
+    that input keeps a run trained in stages: a report of its Std-CoT alone has no schedule to show."""
     if methods is not None:
         found = {name for r in results for run in r.runs for name in (run.method, run.label)}
         missing = [name for name in methods if name not in found]
         if missing:
             raise SkinternError(f"--methods: no run of method or label {', '.join(missing)} in the results given "
                                 f"(they have {', '.join(sorted(n for n in found if n))})")
-        results = [dataclasses.replace(r, runs=kept) for r in results if (kept := kept_runs(r, methods))]
+        results = [dataclasses.replace(r, runs=kept, schedule=r.schedule if any(_staged(run) for run in kept) else None)
+                   for r in results if (kept := kept_runs(r, methods))]
     if len(results) == 1:
         return results[0]
     names = [r.name or f"results {i + 1}" for i, r in enumerate(results)]
@@ -747,8 +754,11 @@ def _default_title(results: Results) -> str:
     return f"SKIntern report: {name}" + (f" (student: {results.student})" if results.student else "")
 
 
+PLOT_NAMES = ("accuracy_vs_flops.png", "per_task.png", "schedule.png", "internalization.png", "loss_curves.png")
+
+
 def _plots(results: Results, out_dir: Path) -> dict[str, Path]:
-    """Draw the plots whose data is present; keys are the PNG file names."""
+    """Draw the plots whose data is present; keys are the PNG file names (of PLOT_NAMES)."""
     written: dict[str, Path] = {}
     rows = summary_table(results)
     if any(r["flops_per_query"] for r in rows):
@@ -782,4 +792,6 @@ def render_report(results: Results | dict, out_dir: str | os.PathLike, title: st
         "md": atomic_write_text(out_dir / "report.md", _to_markdown(title, sections)),
         "html": atomic_write_text(out_dir / "report.html", _to_html(title, sections)),
     }
+    for stale in set(PLOT_NAMES) - set(images):  # an earlier report's plot this one does not show
+        (out_dir / stale).unlink(missing_ok=True)
     return written | images
