@@ -114,8 +114,8 @@ def test_old_keys_are_read_at_their_new_places(tmp_path, capsys):
     assert "old keys" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("path", sorted(DOCS.glob("results/*/results.json")) + [Path(__file__).parent / "fixtures" / "results.json"],
-                         ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", sorted([*DOCS.glob("results/*/results.json"), *DOCS.glob("results-first-edition/*/results.json")])
+                         + [Path(__file__).parent / "fixtures" / "results.json"], ids=lambda p: p.parent.name)
 def test_results_of_the_previous_release_load(path):
     results = load_results(path)
     assert results.runs and all(run.eval for run in results.runs)
