@@ -48,7 +48,7 @@ def kept_runs(results: Results, methods: list[str] | None) -> list[Entry]:
 
 
 def _staged(run: Entry) -> bool:
-    """Whether `run` trained in stages (its entry keeps them, or its schedule): the run a results' schedule describes."""
+    """Whether `run` trained in stages (its training record or its extras say so): the run a schedule describes."""
     return bool((run.train or {}).get("stages")) or "schedule" in (run.extras or {})
 
 
